@@ -1,0 +1,557 @@
+"""The one preference-optimisation interface.
+
+Every domain is written against this file and every algorithm is written against this file;
+neither imports the other. A *cell* is (algorithm, domain, condition, seed, preset): the runner
+prepares the domain, hands the algorithm a :class:`RunContext`, receives a trained
+:class:`Policy`, evaluates it with the hidden oracle and stores one record.
+
+What an algorithm may see is exactly :class:`DomainInstance` (through ``ctx.domain``):
+the frozen reference policy, factories for trainable policies and scorers, training contexts,
+the offline data of the cell's condition, a budgeted :class:`FeedbackChannel` and an optional
+free (imperfect) judge. The oracle, the evaluation contexts and the store stay with the runner.
+"""
+
+from __future__ import annotations
+
+import abc
+import copy
+import dataclasses
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor, nn
+
+# --------------------------------------------------------------------------------------------
+# Batches: contexts and samples
+# --------------------------------------------------------------------------------------------
+
+IndexLike = int | slice | Sequence[int] | Tensor
+
+
+class Batch:
+    """Named tensors that share a leading batch dimension, plus per-item Python metadata.
+
+    Contexts (prompts, start states) and samples (responses, images, trajectory segments) are
+    both ``Batch`` objects; what keys they hold is the domain's business and is listed in its
+    :class:`DomainSpec`. Algorithms only index, concatenate, repeat and move batches.
+
+    ``batch["tokens"]`` or ``batch.tokens`` reads a tensor, ``batch[idx]`` selects items.
+    """
+
+    __slots__ = ("meta", "tensors")
+
+    def __init__(self, tensors: Mapping[str, Tensor] | None = None, meta: Mapping[str, list] | None = None):
+        self.tensors: dict[str, Tensor] = dict(tensors or {})
+        self.meta: dict[str, list] = {k: list(v) for k, v in (meta or {}).items()}
+        sizes = {int(t.shape[0]) for t in self.tensors.values()} | {len(v) for v in self.meta.values()}
+        if len(sizes) > 1:
+            raise ValueError(f"Batch fields disagree on the batch size: {sizes}")
+
+    # -- size and access -------------------------------------------------------------------
+    def __len__(self) -> int:
+        for t in self.tensors.values():
+            return int(t.shape[0])
+        for v in self.meta.values():
+            return len(v)
+        return 0
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        try:
+            return self.tensors[name]
+        except KeyError:
+            pass
+        try:
+            return self.meta[name]
+        except KeyError:
+            raise AttributeError(f"Batch has no field {name!r}; fields: {self.keys()}") from None
+
+    def __getitem__(self, key: str | IndexLike) -> Any:
+        if isinstance(key, str):
+            return self.tensors[key] if key in self.tensors else self.meta[key]
+        return self.select(key)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.tensors or key in self.meta
+
+    def keys(self) -> list[str]:
+        return [*self.tensors, *self.meta]
+
+    def __repr__(self) -> str:
+        shapes = {k: tuple(v.shape) for k, v in self.tensors.items()}
+        return f"Batch(n={len(self)}, tensors={shapes}, meta={list(self.meta)})"
+
+    # -- transformations -------------------------------------------------------------------
+    def select(self, idx: IndexLike) -> Batch:
+        """Items ``idx`` (an int keeps a batch of one)."""
+        if isinstance(idx, int):
+            idx = [idx]
+        if isinstance(idx, Tensor):
+            idx = idx.to(torch.long).cpu()
+        tensors = {k: v[idx.to(v.device) if isinstance(idx, Tensor) else idx] for k, v in self.tensors.items()}
+        if isinstance(idx, slice):
+            meta = {k: v[idx] for k, v in self.meta.items()}
+        else:
+            positions = idx.tolist() if isinstance(idx, Tensor) else list(idx)
+            meta = {k: [v[i] for i in positions] for k, v in self.meta.items()}
+        return Batch(tensors, meta)
+
+    def repeat(self, num: int) -> Batch:
+        """Each item ``num`` times in a row: ``[a, a, b, b]`` (the layout of ``Policy.sample``)."""
+        if num == 1:
+            return self
+        idx = torch.arange(len(self)).repeat_interleave(num)
+        return self.select(idx)
+
+    def to(self, device: torch.device | str) -> Batch:
+        return Batch({k: v.to(device) for k, v in self.tensors.items()}, self.meta)
+
+    def detach(self) -> Batch:
+        return Batch({k: v.detach() for k, v in self.tensors.items()}, self.meta)
+
+    def replace(self, **fields: Any) -> Batch:
+        """A copy with some fields replaced or added."""
+        tensors, meta = dict(self.tensors), dict(self.meta)
+        for k, v in fields.items():
+            if isinstance(v, Tensor):
+                tensors[k] = v
+                meta.pop(k, None)
+            else:
+                meta[k] = list(v)
+                tensors.pop(k, None)
+        return Batch(tensors, meta)
+
+    @staticmethod
+    def cat(batches: Sequence[Batch]) -> Batch:
+        """Concatenate along the batch dimension (fields must match; shapes must agree)."""
+        if not batches:
+            return Batch()
+        first = batches[0]
+        tensors = {k: torch.cat([b.tensors[k] for b in batches]) for k in first.tensors}
+        meta = {k: [x for b in batches for x in b.meta[k]] for k in first.meta}
+        return Batch(tensors, meta)
+
+    def state(self) -> dict:
+        """A ``torch.save``-able form that loads with ``weights_only=True``."""
+        return {"tensors": dict(self.tensors), "meta": dict(self.meta)}
+
+    @staticmethod
+    def from_state(state: Mapping) -> Batch:
+        return Batch(state["tensors"], state["meta"])
+
+
+Contexts = Batch
+Samples = Batch
+Noise = Batch
+
+
+# --------------------------------------------------------------------------------------------
+# Policies and scorers
+# --------------------------------------------------------------------------------------------
+
+
+class Policy(nn.Module, abc.ABC):
+    """Every domain's trainable generator.
+
+    ``log_prob`` is exact for autoregressive, Gaussian and categorical policies; for diffusion it
+    is the Diffusion-DPO ELBO surrogate. It is on a scale where the algorithms' usual KL
+    strengths (β ≈ 0.1) are sensible: a domain with a surrogate likelihood folds its
+    documented scale into ``log_prob`` (see ``DomainSpec.notes``) so that no algorithm special-
+    cases a domain.
+    """
+
+    @abc.abstractmethod
+    def sample(
+        self, contexts: Contexts, num: int = 1, *, generator: torch.Generator, start: Samples | None = None
+    ) -> Samples:
+        """``num`` samples per context, laid out like ``contexts.repeat(num)``.
+
+        ``start`` (capability ``"reset"``): partial samples to continue from, one per output
+        sample — a text prefix, an image noised to step k, a simulator state. This is how
+        "dataset reset" works in every domain.
+        """
+
+    @abc.abstractmethod
+    def log_prob(self, contexts: Contexts, samples: Samples, *, noise: Noise | None = None) -> Tensor:
+        """log π(sample | context), shape ``[B]``. Differentiable w.r.t. the policy parameters.
+
+        ``noise`` (from :meth:`draw_noise`) gives common random numbers so that a policy and its
+        reference are scored on the same draw; noise drawn for one batch may be reused for another
+        batch of the same shape (Diffusion-DPO shares (t, ε) between chosen and rejected).
+        """
+
+    def rollin(self, samples: Samples, fraction: Tensor) -> Samples:
+        """A ``start`` for :meth:`sample` that keeps the first ``fraction`` ∈ [0, 1] of each sample
+        (capability ``"reset"``): a response prefix, an image noised back to step ⌈(1−f)·T⌉, the
+        simulator state ⌊f·H⌋ steps in. Dataset-reset methods (DR-PO) use it without knowing the
+        domain."""
+        raise NotImplementedError(f"{type(self).__name__} has no dataset reset (capability 'reset')")
+
+    def draw_noise(self, contexts: Contexts, samples: Samples, *, generator: torch.Generator) -> Noise | None:
+        """Randomness that ``log_prob`` needs (None for exact likelihoods)."""
+        return None
+
+    def step_log_prob(
+        self, contexts: Contexts, samples: Samples, *, noise: Noise | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Per-step log-probs ``[B, T]`` and a validity mask ``[B, T]``: the step view.
+
+        Sequential domains return one entry per step (token, action); the generic fallback
+        treats a sample as one step (horizon 1), so step-level algorithms run everywhere.
+        """
+        lp = self.log_prob(contexts, samples, noise=noise)
+        return lp[:, None], torch.ones_like(lp, dtype=torch.bool)[:, None]
+
+    def size(self, samples: Samples) -> Tensor:
+        """How many units ``log_prob`` sums over, per sample (tokens, steps; 1 for an image).
+
+        Used for length-normalised objectives (IPO as in TRL, SimPO)."""
+        return torch.ones(len(samples))
+
+    def mle_loss(self, contexts: Contexts, samples: Samples, *, generator: torch.Generator) -> Tensor:
+        """Per-sample maximum-likelihood training loss ``[B]`` on the scale the reference was
+        trained with (mean token NLL, denoising MSE, BC NLL). SFT/BC minimise it."""
+        noise = self.draw_noise(contexts, samples, generator=generator)
+        return -self.log_prob(contexts, samples, noise=noise) / self.size(samples).to(self.device_hint())
+
+    def device_hint(self) -> torch.device:
+        for p in self.parameters():
+            return p.device
+        return torch.device("cpu")
+
+    def frozen_copy(self) -> Policy:
+        """A detached copy with gradients off (a reference snapshot)."""
+        ref = copy.deepcopy(self)
+        ref.requires_grad_(False)
+        ref.eval()
+        return ref
+
+
+class Scorer(nn.Module, abc.ABC):
+    """A domain-appropriate network for reward models, critics and value functions.
+
+    ``forward(contexts, samples)`` → ``[B]`` for ``kind="reward"``;
+    ``forward(contexts)`` → ``[B]`` for ``kind="value"``.
+    """
+
+    kind: str = "reward"
+
+    @abc.abstractmethod
+    def forward(self, contexts: Contexts, samples: Samples | None = None) -> Tensor: ...
+
+
+@runtime_checkable
+class Judge(Protocol):
+    """An imperfect but free AI annotator (capability ``"judge"``), as OAIF, SELM and OSP use."""
+
+    def score(self, contexts: Contexts, samples: Samples) -> Tensor:
+        """A scalar judgement per sample ``[B]``."""
+        ...
+
+    def compare(self, contexts: Contexts, a: Samples, b: Samples) -> Tensor:
+        """P(a ≻ b) as the judge sees it, ``[B]`` in [0, 1]."""
+        ...
+
+
+# --------------------------------------------------------------------------------------------
+# Data an algorithm may see
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PreferencePairs:
+    """Offline preference pairs (context, chosen, rejected) with provenance.
+
+    ``strength`` is the rater's stated confidence that chosen ≻ rejected, in (0.5, 1];
+    ``rater`` the synthetic rater's id; ``source_*`` the generation source (behaviour policy) ids,
+    named in ``OfflineData.sources``.
+    """
+
+    contexts: Contexts
+    chosen: Samples
+    rejected: Samples
+    strength: Tensor
+    rater: Tensor
+    source_chosen: Tensor
+    source_rejected: Tensor
+
+    def __len__(self) -> int:
+        return len(self.chosen)
+
+    def select(self, idx: IndexLike) -> PreferencePairs:
+        return PreferencePairs(
+            self.contexts[idx], self.chosen[idx], self.rejected[idx], self.strength[idx],
+            self.rater[idx], self.source_chosen[idx], self.source_rejected[idx],
+        )
+
+
+@dataclass
+class SingleFeedback:
+    """Single-sample feedback: thumbs up (1) / down (0), and the rater's score."""
+
+    contexts: Contexts
+    samples: Samples
+    label: Tensor
+    score: Tensor
+    rater: Tensor
+    source: Tensor
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def select(self, idx: IndexLike) -> SingleFeedback:
+        return SingleFeedback(
+            self.contexts[idx], self.samples[idx], self.label[idx], self.score[idx], self.rater[idx],
+            self.source[idx],
+        )
+
+
+@dataclass
+class Demonstrations:
+    """Samples regarded as good without a comparison ("expert" sets, SFT targets)."""
+
+    contexts: Contexts
+    samples: Samples
+    source: Tensor
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def select(self, idx: IndexLike) -> Demonstrations:
+        return Demonstrations(self.contexts[idx], self.samples[idx], self.source[idx])
+
+
+@dataclass
+class OfflineData:
+    """Everything offline that the cell's condition provides.
+
+    ``trajectories`` is a D4RL-layout dict for sequential domains (observations, actions,
+    rewards *removed* — offline PbRL sees no rewards — terminals, timeouts, ...), else None.
+    """
+
+    pairs: PreferencePairs
+    singles: SingleFeedback
+    demos: Demonstrations
+    sources: list[str]
+    trajectories: dict[str, Any] | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# Feedback: the only path to labels
+# --------------------------------------------------------------------------------------------
+
+
+class FeedbackBudgetExceeded(RuntimeError):
+    """Raised when an algorithm asks for more labels than the cell's feedback budget."""
+
+
+class FeedbackChannel(abc.ABC):
+    """Budgeted access to the (noisy, heterogeneous) raters of the cell's condition.
+
+    Each call charges the budget before answering; going over raises
+    :class:`FeedbackBudgetExceeded` (never a silent truncation). ``used`` is stored with the
+    cell's result.
+    """
+
+    budget: int
+    used: int
+
+    @property
+    def remaining(self) -> int:
+        return self.budget - self.used
+
+    @abc.abstractmethod
+    def compare(self, contexts: Contexts, a: Samples, b: Samples) -> Tensor:
+        """Labels ``[B]``: 1 = a preferred, 0 = b preferred, 0.5 = tie, NaN = skipped. Costs B."""
+
+    @abc.abstractmethod
+    def rate(self, contexts: Contexts, samples: Samples) -> Tensor:
+        """Rater scores ``[B]`` (standardised; > 0 reads as thumbs up). Costs B."""
+
+    @abc.abstractmethod
+    def rank(self, contexts: Contexts, candidates: Sequence[Samples]) -> Tensor:
+        """Rankings ``[B, K]`` of K candidates per context (0 = best). Costs B·(K−1)."""
+
+
+# --------------------------------------------------------------------------------------------
+# The domain as algorithms see it
+# --------------------------------------------------------------------------------------------
+
+#: Capabilities a domain may declare (``DomainSpec.capabilities``) and algorithms may require.
+CAPABILITIES = {
+    "steps": "a step view: per-step log-probs and transitions (sequential domains)",
+    "reset": "Policy.sample(start=...) continues from partial samples (dataset reset)",
+    "judge": "a free, imperfect AI judge",
+    "exact_logp": "log_prob is an exact likelihood, not a surrogate",
+}
+
+
+@dataclass(frozen=True)
+class DomainSpec:
+    """Static facts about a domain that algorithms may rely on."""
+
+    name: str
+    modality: str
+    capabilities: frozenset[str]
+    context_fields: tuple[str, ...]
+    sample_fields: tuple[str, ...]
+    horizon: int = 1
+    lr: float = 1e-4
+    """Base fine-tuning learning rate for this domain's policies; algorithms scale it."""
+    batch_size: int = 32
+    notes: str = ""
+
+
+@dataclass
+class DomainInstance:
+    """What an algorithm may see of a domain, for one cell."""
+
+    spec: DomainSpec
+    reference: Policy
+    make_policy: Callable[[], Policy]
+    make_scorer: Callable[..., Scorer]
+    train_contexts: Contexts
+    offline: OfflineData
+    feedback: FeedbackChannel
+    judge: Judge | None = None
+    transitions: Callable[[Samples], dict[str, Tensor]] | None = None
+    """Step view of samples: obs, action, next_obs, done, mask (``None`` → horizon-1 fallback)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Budgets and the run context
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A cell's budgets, set by the preset (and the condition, for feedback)."""
+
+    steps: int
+    batch_size: int
+    online_samples: int
+    feedback: int
+
+
+class BudgetExceeded(RuntimeError):
+    """An algorithm went over a non-feedback budget (online samples)."""
+
+
+class Reporter(Protocol):
+    """Progress and curves sink; the runner provides one (a rich progress bar, or nothing)."""
+
+    def advance(self, n: int = 1) -> None: ...
+
+    def log(self, step: int, metrics: Mapping[str, float]) -> None: ...
+
+
+@dataclass
+class RunContext:
+    """Everything an algorithm's ``train`` gets: the domain view, budgets, randomness, device."""
+
+    domain: DomainInstance
+    budget: Budget
+    generator: torch.Generator
+    device: torch.device
+    seed: int
+    reporter: Reporter
+    steps_done: int = 0
+    samples_used: int = 0
+    curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+
+    # -- the loop --------------------------------------------------------------------------
+    def train_steps(self, total: int | None = None) -> Iterator[int]:
+        """Yield optimiser-step indices up to the preset's step budget, advancing the progress
+        bar. An algorithm with several phases may call it repeatedly: all phases share one
+        budget."""
+        remaining = self.budget.steps - self.steps_done
+        n = remaining if total is None else min(total, remaining)
+        for _ in range(max(n, 0)):
+            step = self.steps_done
+            yield step
+            self.steps_done += 1
+            self.reporter.advance(1)
+
+    def batches(self, n: int, batch_size: int | None = None) -> Iterator[Tensor]:
+        """Infinite, seeded stream of index batches over a dataset of ``n`` items (epoch
+        shuffling, the last partial batch dropped unless the data are smaller than a batch)."""
+        bs = min(batch_size or self.budget.batch_size, n)
+        if n <= 0:
+            raise ValueError("cannot draw batches from an empty dataset")
+        while True:
+            perm = torch.randperm(n, generator=self.generator)
+            for i in range(0, n - bs + 1, bs):
+                yield perm[i : i + bs]
+
+    def sample(
+        self, policy: Policy, contexts: Contexts, num: int = 1, *, start: Samples | None = None
+    ) -> Samples:
+        """Online samples from ``policy`` (no gradient), charged to the online-sample budget."""
+        n = len(contexts) * num
+        if self.samples_used + n > self.budget.online_samples:
+            raise BudgetExceeded(
+                f"online-sample budget exceeded: {self.samples_used} used + {n} asked > "
+                f"{self.budget.online_samples}; sample less or raise the preset's online_samples"
+            )
+        self.samples_used += n
+        was_training = policy.training
+        policy.eval()
+        with torch.no_grad():
+            out = policy.sample(contexts.to(self.device), num, generator=self.generator, start=start)
+        policy.train(was_training)
+        return out.detach()
+
+    def optimizer(
+        self, params: Any, lr_scale: float = 1.0, weight_decay: float = 0.0
+    ) -> torch.optim.Optimizer:
+        """AdamW at the domain's base learning rate × ``lr_scale``."""
+        return torch.optim.AdamW(params, lr=self.domain.spec.lr * lr_scale, weight_decay=weight_decay)
+
+    def log(self, step: int, **metrics: float) -> None:
+        """Record training-curve points (stored with the cell)."""
+        for k, v in metrics.items():
+            self.curves.setdefault(k, []).append((int(step), float(v)))
+        self.reporter.log(step, metrics)
+
+
+# --------------------------------------------------------------------------------------------
+# Algorithms
+# --------------------------------------------------------------------------------------------
+
+
+class Algorithm(abc.ABC):
+    """A preference-optimisation method. One file in ``baselines/``, registered by name.
+
+    ``Config`` is a dataclass of hyper-parameters with the paper's defaults;
+    ``requires`` lists what it consumes (see :data:`REQUIREMENTS`).
+    """
+
+    name: ClassVar[str]
+    Config: ClassVar[type]
+    requires: ClassVar[frozenset[str]] = frozenset()
+    paper: ClassVar[str] = ""
+
+    @abc.abstractmethod
+    def train(self, ctx: RunContext, cfg: Any) -> Policy:
+        """Train and return a policy (typically ``ctx.domain.make_policy()`` fine-tuned)."""
+
+
+#: Requirements an algorithm may declare. Capabilities of :data:`CAPABILITIES` may be listed
+#: too; a missing one gets the generic fallback (e.g. horizon 1) where one exists.
+REQUIREMENTS = {
+    "offline:pairs": "offline preference pairs",
+    "offline:singles": "offline single-sample (thumbs) feedback",
+    "offline:demos": "offline demonstrations",
+    "offline:trajectories": "D4RL-style unlabelled trajectories",
+    "online": "online sampling from the policy",
+    "feedback": "queries to the feedback channel",
+    **{f"capability:{k}": v for k, v in CAPABILITIES.items()},
+}
+
+
+def config_fields(cfg_cls: type) -> dict[str, dataclasses.Field]:
+    """The dataclass fields of an algorithm or domain config, by name."""
+    return {f.name: f for f in dataclasses.fields(cfg_cls)}

@@ -1,0 +1,319 @@
+"""The ``bench`` command line.
+
+User mistakes (unknown names, bad ``--set`` values, unwritable paths) end in one line that
+names the problem and the fix, with exit status 2; a cell that fails while running is stored as
+failed with its reason and ends with exit status 1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from benchmark.errors import UserError
+
+app = typer.Typer(
+    name="bench",
+    help="prefbench: every preference-optimisation algorithm on every domain.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+HEADLINE = ["gold_reward", "win_rate", "kl_to_ref", "normalized_score", "diversity"]
+
+StoreOpt = Annotated[
+    Path | None,
+    typer.Option("--store", help="SQLite store (default: $PREFBENCH_HOME/prefbench.sqlite or ./runs/...)."),
+]
+
+
+def fail(message: str, code: int = 2) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def command(name: str) -> Any:
+    """``@app.command`` whose user errors print as one line (exit 2), never a traceback."""
+
+    def deco(fn: Any) -> Any:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except UserError as e:
+                fail(str(e))
+
+        return app.command(name)(wrapper)
+
+    return deco
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        return f"{v:.4g}" if abs(v) < 1e4 else f"{v:.3e}"
+    return str(v)
+
+
+def _open_store(path: Path | None, readonly: bool = False):
+    from benchmark.store import Store
+
+    return Store(path, readonly=readonly)
+
+
+# ---------------------------------------------------------------------------------------------
+# bench list
+# ---------------------------------------------------------------------------------------------
+
+
+@command("list")
+def list_cmd() -> None:
+    """Domains, algorithms, presets and conditions."""
+    from benchmark.conditions import CONDITIONS
+    from benchmark.presets import PRESETS
+    from benchmark.registry import ALGORITHMS, DOMAINS
+
+    t = Table(title="domains", title_justify="left")
+    t.add_column("name", style="bold")
+    t.add_column("description")
+    for name in DOMAINS.names():
+        try:
+            d = DOMAINS.get(name)
+            t.add_row(name, d.description)
+        except Exception as e:  # a broken third-party plugin must not hide the rest
+            t.add_row(name, f"[red]cannot load: {type(e).__name__}: {e}[/]")
+    console.print(t)
+
+    t = Table(title="algorithms", title_justify="left")
+    t.add_column("name", style="bold")
+    t.add_column("needs")
+    t.add_column("paper")
+    for name in ALGORITHMS.names():
+        try:
+            a = ALGORITHMS.get(name)
+            t.add_row(name, ", ".join(sorted(a.requires)), a.paper)
+        except Exception as e:
+            t.add_row(name, "", f"[red]cannot load: {type(e).__name__}: {e}[/]")
+    console.print(t)
+
+    t = Table(title="presets", title_justify="left")
+    t.add_column("name", style="bold")
+    t.add_column("meaning")
+    for k, v in PRESETS.items():
+        t.add_row(k, v)
+    console.print(t)
+
+    t = Table(title="conditions", title_justify="left")
+    t.add_column("name", style="bold")
+    t.add_column("meaning")
+    for c in CONDITIONS.values():
+        t.add_row(c.name, c.description)
+    console.print(t)
+
+
+# ---------------------------------------------------------------------------------------------
+# bench run
+# ---------------------------------------------------------------------------------------------
+
+
+def _metrics_table(rec: Any, title: str) -> Table:
+    t = Table(title=title, title_justify="left")
+    t.add_column("metric", style="bold")
+    t.add_column("policy", justify="right")
+    t.add_column("reference", justify="right")
+    ref = {"gold_reward": rec.metrics.get("reference_gold_reward"), "win_rate": 0.5, "kl_to_ref": 0.0,
+           "normalized_score": 0.0 if rec.metrics.get("reference_gold_reward") is not None else None}
+    keys = HEADLINE + sorted(k for k in rec.metrics if k not in HEADLINE)
+    for k in keys:
+        if k in rec.metrics:
+            r = ref.get(k)
+            t.add_row(k, _fmt(rec.metrics[k]), "" if r is None else _fmt(r))
+    return t
+
+
+@command("run")
+def run_cmd(
+    algo: Annotated[str, typer.Option("--algo", "-a", help="Algorithm name (`bench list`).")],
+    domain: Annotated[str, typer.Option("--domain", "-d", help="Domain name (`bench list`).")],
+    condition: Annotated[str, typer.Option("--condition", "-c", help="Data/feedback condition.")] = "default",
+    seed: Annotated[int, typer.Option("--seed", "-s", help="Training seed.")] = 0,
+    preset: Annotated[str, typer.Option("--preset", "-p", help="smoke | quick | standard | full")] = "quick",
+    sets: Annotated[list[str] | None, typer.Option("--set", help="Algorithm config override key=value.")] = None,
+    domain_sets: Annotated[
+        list[str] | None, typer.Option("--domain-set", help="Domain config override key=value.")] = None,
+    store: StoreOpt = None,
+    cache: Annotated[Path | None, typer.Option("--cache", help="Preparation cache directory.")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="cpu | cuda (default $PREFBENCH_DEVICE or cpu)")
+                      ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Run again even if the cell is done.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Run one cell: train, evaluate, store, print a table."""
+    import torch
+
+    from benchmark.cache import PreparationCache
+    from benchmark.progress import Progress, RichProgress
+    from benchmark.runner import CellRequest, default_device, resolve, run_cell
+
+    dev = device or default_device()
+    if dev.startswith("cuda") and not torch.cuda.is_available():
+        fail(f"--device {dev}: no CUDA device is visible here; use --device cpu")
+    if not (dev == "cpu" or dev.startswith("cuda") or dev == "mps"):
+        fail(f"--device {dev}: use cpu or cuda[:N]")
+    cell = resolve(CellRequest(algo, domain, condition, seed, preset, tuple(sets or ()), tuple(domain_sets or ())))
+    st = _open_store(store)
+    existing = st.get(cell.run_id)
+    if existing is not None and existing.status in ("done", "na") and not force:
+        console.print(f"[yellow]cell {cell.run_id} ({cell.label}) is already {existing.status}; "
+                      "showing the stored result (--force runs it again)[/]")
+        rec = existing
+    else:
+        console.print(f"[bold]{cell.label}[/]  run [cyan]{cell.run_id}[/]  store {st.path}")
+        t0 = time.perf_counter()
+        prog = Progress() if quiet else RichProgress(console=console)
+        with prog if isinstance(prog, RichProgress) else contextlib.nullcontext():
+            rec = run_cell(cell, store=st, cache=PreparationCache(cache), device=dev, progress=prog, force=force)
+        console.print(f"wall time {time.perf_counter() - t0:.1f}s")
+    _print_record(rec)
+    if rec.status == "failed":
+        tb = f"; traceback in {rec.artifacts[0]}" if rec.artifacts else ""
+        fail(f"cell {rec.run_id} failed: {rec.reason}{tb}", code=1)
+
+
+def _print_record(rec: Any) -> None:
+    if rec.status == "na":
+        console.print(f"[yellow]n/a[/]: {rec.reason}")
+        return
+    if rec.status != "done":
+        return
+    console.print(_metrics_table(rec, f"{rec.algo} on {rec.domain} [{rec.condition}, {rec.preset}, seed {rec.seed}]"))
+    tm = rec.timings
+    console.print(
+        f"run [cyan]{rec.run_id}[/]  prepare {tm.get('prepare_s', 0):.1f}s"
+        f"{' (built now)' if tm.get('prepared_now') else ' (cached)'}  train {tm.get('train_s', 0):.1f}s  "
+        f"eval {tm.get('eval_s', 0):.1f}s  feedback used {rec.feedback_used}  steps {rec.train_steps}"
+    )
+    for a in rec.artifacts:
+        console.print(f"artifact: {a}")
+
+
+# ---------------------------------------------------------------------------------------------
+# bench runs / bench show
+# ---------------------------------------------------------------------------------------------
+
+
+@command("runs")
+def runs_cmd(
+    store: StoreOpt = None,
+    domain: Annotated[str | None, typer.Option("--domain", "-d")] = None,
+    algo: Annotated[str | None, typer.Option("--algo", "-a")] = None,
+    status: Annotated[str | None, typer.Option("--status", help="running | done | failed | na")] = None,
+) -> None:
+    """Stored cells as a table."""
+    if status is not None and status not in ("running", "done", "failed", "na"):
+        fail(f"--status {status}: use running, done, failed or na")
+    st = _open_store(store, readonly=True)
+    recs = st.records(domain=domain, algo=algo, status=status)
+    t = Table(title=f"{len(recs)} cells in {st.path}", title_justify="left")
+    for col in ["run", "algo", "domain", "condition", "preset", "seed", "status", "gold", "win", "KL", "norm",
+                "wall s", "code"]:
+        t.add_column(col, justify="right" if col in ("seed", "gold", "win", "KL", "norm", "wall s") else "left")
+    for r in recs:
+        m = r.metrics
+        t.add_row(r.run_id, r.algo, r.domain, r.condition, r.preset, str(r.seed),
+                  {"done": "[green]done[/]", "failed": "[red]failed[/]", "na": "[yellow]n/a[/]"}.get(
+                      r.status, r.status),
+                  *(_fmt(m[k]) if k in m else "" for k in ["gold_reward", "win_rate", "kl_to_ref",
+                                                            "normalized_score"]),
+                  _fmt(r.wall_s) if r.wall_s else "", r.code_version)
+    console.print(t)
+
+
+@command("show")
+def show_cmd(
+    run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix), from `bench runs`.")],
+    store: StoreOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="The whole record as JSON.")] = False,
+) -> None:
+    """One cell: config, metrics, curves, timings."""
+    import dataclasses
+
+    st = _open_store(store, readonly=True)
+    rec = st.find(run_id)
+    if as_json:
+        sys.stdout.write(json.dumps(dataclasses.asdict(rec), indent=2, sort_keys=True, default=str) + "\n")
+        return
+    console.print(f"[bold]{rec.algo} × {rec.domain}[/] [{rec.condition}, {rec.preset}, seed {rec.seed}]  "
+                  f"run [cyan]{rec.run_id}[/]  status {rec.status}" + (f" ({rec.reason})" if rec.reason else ""))
+    console.print(f"code {rec.code_version}  config hash {rec.config_hash}  "
+                  f"torch {rec.packages.get('torch')}  device {rec.env.get('device')}")
+    t = Table(title="config", title_justify="left")
+    t.add_column("key", style="bold")
+    t.add_column("value")
+    for section in ["algo_config", "budget"]:
+        for k, v in rec.config.get(section, {}).items():
+            t.add_row(f"{section.replace('_config', '')}.{k}", _fmt(v))
+    for k, v in rec.config.get("domain_config", {}).items():
+        if k != "extra":
+            t.add_row(f"domain.{k}", _fmt(v) if not isinstance(v, dict) else json.dumps(v))
+    console.print(t)
+    if rec.status == "done":
+        console.print(_metrics_table(rec, "metrics"))
+    if rec.curves:
+        t = Table(title="training curves", title_justify="left")
+        for col in ["curve", "points", "first", "last", "min", "max", "trend"]:
+            t.add_column(col)
+        for k, pts in rec.curves.items():
+            vals = [v for _, v in pts]
+            t.add_row(k, str(len(vals)), _fmt(vals[0]), _fmt(vals[-1]), _fmt(min(vals)), _fmt(max(vals)),
+                      _spark(vals))
+        console.print(t)
+    if rec.timings:
+        console.print("timings: " + "  ".join(f"{k}={_fmt(v)}" for k, v in rec.timings.items()))
+    for a in rec.artifacts:
+        console.print(f"artifact: {a}")
+
+
+def _spark(vals: list[float], width: int = 24) -> str:
+    bars = "▁▂▃▄▅▆▇█"
+    if len(vals) > width:
+        step = len(vals) / width
+        vals = [vals[int(i * step)] for i in range(width)]
+    lo, hi = min(vals), max(vals)
+    if hi == lo:
+        return bars[0] * len(vals)
+    return "".join(bars[int((v - lo) / (hi - lo) * (len(bars) - 1))] for v in vals)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    """Entry point: typer, with user errors as one line."""
+    try:
+        app(standalone_mode=True)
+    except UserError as e:
+        fail(str(e))
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]: a cell that was running is marked failed and reruns next time")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()

@@ -1,0 +1,206 @@
+"""What a domain implements: preparation, the hidden oracle, the offline pool, policies.
+
+A domain is a package under ``domains/`` that subclasses :class:`Domain`. The runner calls
+:meth:`Domain.build` once per (config, code version) — the result is cached — then
+:meth:`Domain.load`, and builds each cell's :class:`~benchmark.api.DomainInstance` from what the
+domain exposes. Algorithms never see this class: only the instance.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from benchmark.api import Batch, Budget, Contexts, DomainSpec, Judge, Policy, Samples, Scorer
+from benchmark.progress import Progress
+
+
+class Oracle(abc.ABC):
+    """The hidden gold reward of a domain.
+
+    Gold reward = ``components @ weights``. Components are what rater populations weigh
+    differently (e.g. correctness, helpfulness, harmlessness, verbosity); ``temperature`` is the
+    Bradley–Terry temperature of the *gold* preference model, in reward units, used for win rates.
+    Only the runner (evaluation, feedback, offline labelling) ever calls it.
+    """
+
+    component_names: tuple[str, ...]
+    weights: Tensor
+    temperature: float = 1.0
+
+    @abc.abstractmethod
+    def components(self, contexts: Contexts, samples: Samples) -> Tensor:
+        """Per-sample reward components ``[B, K]`` (contexts aligned with samples)."""
+
+    def gold(self, contexts: Contexts, samples: Samples) -> Tensor:
+        return self.components(contexts, samples) @ self.weights.to(torch.float32)
+
+    def step_rewards(self, contexts: Contexts, samples: Samples) -> Tensor | None:
+        """Per-step gold rewards ``[B, T]`` for sequential domains (myopic raters), else None."""
+        return None
+
+    def metrics(self, contexts: Contexts, samples: Samples, num: int) -> dict[str, float]:
+        """Domain metrics of evaluation samples (``num`` per context, laid out as
+        ``contexts.repeat(num)``). Must include ``diversity``."""
+        return {"diversity": float("nan")}
+
+
+@dataclass
+class OfflinePool:
+    """Candidate samples from several generation sources, before any labelling.
+
+    ``contexts`` has N items; ``samples`` has M items, each attached to a context by
+    ``context_index``. ``components`` (and ``step_rewards``) are the hidden oracle's view of each
+    sample; the runner turns them into labels through the cell's rater population, so a
+    condition can relabel without regenerating. ``demo`` marks samples offered as demonstrations
+    (e.g. an expert behaviour policy, or the top of a reference pool under the oracle).
+    """
+
+    contexts: Batch
+    samples: Batch
+    context_index: Tensor
+    source: Tensor
+    sources: list[str]
+    components: Tensor
+    demo: Tensor
+    step_rewards: Tensor | None = None
+    trajectories: dict[str, Any] | None = None
+
+    def state(self) -> dict:
+        return {
+            "contexts": self.contexts.state(), "samples": self.samples.state(),
+            "context_index": self.context_index, "source": self.source, "sources": list(self.sources),
+            "components": self.components, "demo": self.demo, "step_rewards": self.step_rewards,
+            "trajectories": self.trajectories,
+        }
+
+    @staticmethod
+    def from_state(s: Mapping) -> OfflinePool:
+        return OfflinePool(
+            Batch.from_state(s["contexts"]), Batch.from_state(s["samples"]), s["context_index"],
+            s["source"], list(s["sources"]), s["components"], s["demo"], s.get("step_rewards"),
+            s.get("trajectories"),
+        )
+
+
+@dataclass
+class DomainConfig:
+    """Fields every domain config has; domains subclass it (dataclasses) and add their own."""
+
+    seed: int = 0
+    eval_contexts: int = 64
+    """Held-out contexts for evaluation."""
+    eval_samples: int = 2
+    """Samples per evaluation context."""
+    best_of: int = 16
+    """N of the best-of-N reference target that defines normalized_score = 100."""
+    eval_batch: int = 256
+    """Evaluation chunk size (bounds memory; part of the config since sampling order follows it)."""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Domain(abc.ABC):
+    """Base class of a domain. Subclasses set the class attributes and implement build/load.
+
+    After :meth:`load`, the attributes ``reference``, ``oracle``, ``pool``, ``train_contexts`` and
+    ``eval_contexts`` are available; ``spec`` comes from :meth:`make_spec` (it may depend on
+    runtime config fields such as ``lr``).
+    """
+
+    name: ClassVar[str]
+    Config: ClassVar[type[DomainConfig]] = DomainConfig
+    description: ClassVar[str] = ""
+    #: preset name -> overrides of ``Config`` fields
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: preset name -> training budgets for cells on this domain
+    budgets: ClassVar[dict[str, Budget]] = {}
+    #: extra modules (besides the domain's own package) whose source keys the preparation cache
+    cache_deps: ClassVar[tuple[str, ...]] = ("benchmark.api", "benchmark.domain", "benchmark.policies")
+    #: config fields that do not change preparation (excluded from the cache key)
+    runtime_fields: ClassVar[frozenset[str]] = frozenset({"lr"})
+
+    reference: Policy
+    oracle: Oracle
+    pool: OfflinePool
+    train_contexts: Contexts
+    eval_contexts: Contexts
+
+    def __init__(self, cfg: DomainConfig, device: torch.device | str = "cpu"):
+        self.cfg = cfg
+        self.device = torch.device(device)
+
+    # -- configuration ---------------------------------------------------------------------
+    @classmethod
+    def config(cls, preset: str, **overrides: Any) -> DomainConfig:
+        fields = {f.name for f in dataclasses.fields(cls.Config)}
+        values = {**cls.presets.get(preset, {}), **overrides}
+        unknown = set(values) - fields
+        if unknown:
+            raise KeyError(f"unknown {cls.name} domain config keys {sorted(unknown)}")
+        return cls.Config(**values)
+
+    @classmethod
+    def budget(cls, preset: str) -> Budget:
+        return cls.budgets[preset]
+
+    def build_config(self) -> dict[str, Any]:
+        """The config fields that key the preparation cache."""
+        return {k: v for k, v in dataclasses.asdict(self.cfg).items() if k not in self.runtime_fields}
+
+    # -- preparation -----------------------------------------------------------------------
+    @abc.abstractmethod
+    def build(self, progress: Progress) -> dict:
+        """Deterministic, expensive preparation: train the reference, generate the offline pool,
+        contexts, etc. Returns a state that ``torch.save`` writes and
+        ``torch.load(weights_only=True)`` reads back (tensors, numbers, strings, lists, dicts)."""
+
+    @abc.abstractmethod
+    def load(self, state: dict) -> None:
+        """Restore from :meth:`build`'s state and set the attributes listed in the class doc."""
+
+    @abc.abstractmethod
+    def make_spec(self) -> DomainSpec:
+        """Static facts for algorithms (see :class:`~benchmark.api.DomainSpec`)."""
+
+    @property
+    def spec(self) -> DomainSpec:
+        return self.make_spec()
+
+    # -- what algorithms get through the instance ------------------------------------------
+    def make_policy(self) -> Policy:
+        """A fresh trainable copy of the reference."""
+        import copy
+
+        policy = copy.deepcopy(self.reference)
+        policy.requires_grad_(True)
+        policy.train()
+        return policy
+
+    @abc.abstractmethod
+    def make_scorer(self, kind: str = "reward") -> Scorer:
+        """A fresh reward/value network suited to the domain's contexts and samples."""
+
+    def judge(self) -> Judge | None:
+        """A free imperfect AI judge, if the domain declares the ``judge`` capability."""
+        return None
+
+    def transitions(self, samples: Samples) -> dict[str, Tensor] | None:
+        """The step view of samples (sequential domains), else None."""
+        return None
+
+    # -- evaluation hooks ------------------------------------------------------------------
+    def score_anchors(self, ref_gold: float, best_of_n: float) -> tuple[float, float]:
+        """(0-point, 100-point) of ``normalized_score``; by default the reference and the
+        best-of-N reference target (DESIGN §5). Sequential domains may use D4RL's random/expert."""
+        return ref_gold, best_of_n
+
+    def artifacts(self, policy: Policy, out_dir: Path, generator: torch.Generator) -> list[str]:
+        """Write per-run artifacts (e.g. a PNG grid); return their paths."""
+        return []

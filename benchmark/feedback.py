@@ -1,0 +1,216 @@
+"""Synthetic feedback: annotators, rater populations and the budgeted feedback channel.
+
+Labels come from the hidden oracle through *raters*. A rater has its own weights on the oracle's
+reward components (rater populations after Monti et al. 2019, "All You Need is Ratings":
+raters are drawn from a few clusters, each with its own taste), and answers with the B-Pref
+teacher model (Lee et al. 2021; ALGORITHMS.md card A): Bradley–Terry noise (``stochastic``),
+``mistake`` flips, ``myopic`` discounting of early steps, ``skip`` of uninformative queries and
+``equal`` (tie) labels.
+
+Ours: B-Pref states its thresholds relative to the average segment return; to make one
+condition fit every domain, temperatures and the equal threshold here are in units of the gold
+reward's standard deviation over the domain's offline pool (``scale``), and ``skip`` is a
+quantile: a query is skipped when both items lie in the pool's bottom ``skip`` fraction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from benchmark.api import Contexts, FeedbackBudgetExceeded, FeedbackChannel, Samples
+from benchmark.domain import Oracle
+
+
+@dataclass(frozen=True)
+class AnnotatorConfig:
+    """One rater's answering model (B-Pref teacher faults). Units: see module docstring."""
+
+    temperature: float = 0.3
+    """Bradley–Terry temperature (× scale); 0 = the deterministic "oracle" teacher."""
+    mistake: float = 0.0
+    """Probability of flipping a label."""
+    myopic_gamma: float = 1.0
+    """Discount of earlier steps (only where the oracle has per-step rewards)."""
+    skip: float = 0.0
+    """Skip a query when both items are in the pool's bottom ``skip`` quantile."""
+    equal: float = 0.0
+    """Label a tie (0.5) when |Δutility| < equal × scale."""
+
+
+@dataclass(frozen=True)
+class RaterPopulationConfig:
+    """Clusters of synthetic raters with different weights on the oracle's components."""
+
+    n_raters: int = 12
+    n_clusters: int = 3
+    dispersion: float = 0.1
+    """Relative spread of cluster weights around the gold weights (log-normal scale)."""
+    flip: float = 0.0
+    """Probability that a cluster inverts its weight on a (non-first) component."""
+    within: float = 0.05
+    """Spread of individual raters around their cluster."""
+    seed: int = 0
+
+
+@dataclass
+class RaterPopulation:
+    """Materialised raters: ``weights [R, K]``, ``cluster [R]``."""
+
+    weights: Tensor
+    cluster: Tensor
+    cluster_weights: Tensor
+
+    @staticmethod
+    def build(gold_weights: Tensor, cfg: RaterPopulationConfig) -> RaterPopulation:
+        g = torch.Generator().manual_seed(10_007 + cfg.seed)
+        w = gold_weights.to(torch.float32)
+        k = w.numel()
+        c = max(cfg.n_clusters, 1)
+        log_scale = cfg.dispersion * torch.randn(c, k, generator=g)
+        signs = torch.ones(c, k)
+        if cfg.flip > 0 and k > 1:
+            flips = torch.rand(c, k, generator=g) < cfg.flip
+            flips[:, 0] = False  # the first component (e.g. correctness) keeps its sign
+            signs[flips] = -1.0
+        cluster_w = w * signs * torch.exp(log_scale)
+        # unequal cluster shares; raters are assigned in proportion
+        probs = torch.rand(c, generator=g) + 0.5
+        cluster = torch.multinomial(probs / probs.sum(), cfg.n_raters, replacement=True, generator=g)
+        rater_w = cluster_w[cluster] * torch.exp(cfg.within * torch.randn(cfg.n_raters, k, generator=g))
+        return RaterPopulation(rater_w, cluster, cluster_w)
+
+    def __len__(self) -> int:
+        return int(self.weights.shape[0])
+
+
+@dataclass
+class UtilityScale:
+    """Pool statistics that give the annotator's units a meaning in every domain."""
+
+    mean: float
+    std: float
+    skip_threshold: float
+
+    @staticmethod
+    def from_gold(gold: Tensor, skip_quantile: float) -> UtilityScale:
+        gold = gold.to(torch.float32)
+        std = float(gold.std()) if gold.numel() > 1 else 1.0
+        skip = float(torch.quantile(gold, skip_quantile)) if skip_quantile > 0 else -float("inf")
+        return UtilityScale(float(gold.mean()), max(std, 1e-6), skip)
+
+
+def rater_utility(
+    components: Tensor, raters: Tensor, population: RaterPopulation, step_rewards: Tensor | None,
+    annot: AnnotatorConfig,
+) -> Tensor:
+    """What each rater thinks an item is worth. Myopic raters (γ<1) with per-step rewards use
+    Σ_t γ^{T-1-t} r_t of the gold step rewards instead (B-Pref's myopic teacher)."""
+    if step_rewards is not None and annot.myopic_gamma < 1.0:
+        t = step_rewards.shape[1]
+        disc = annot.myopic_gamma ** torch.arange(t - 1, -1, -1, dtype=torch.float32)
+        return step_rewards.to(torch.float32) @ disc
+    return (components.to(torch.float32) * population.weights[raters]).sum(-1)
+
+
+def gold_utility(components: Tensor, weights: Tensor) -> Tensor:
+    return components.to(torch.float32) @ weights.to(torch.float32)
+
+
+def label_pairs(
+    u_a: Tensor, u_b: Tensor, gold_a: Tensor, gold_b: Tensor, annot: AnnotatorConfig, scale: UtilityScale,
+    generator: torch.Generator,
+) -> tuple[Tensor, Tensor]:
+    """B-Pref labels from rater utilities: (label [B] with 1 = a ≻ b, 0.5 tie, NaN skipped;
+    stated strength [B] in [0.5, 1] for the preferred side)."""
+    diff = (u_a - u_b) / scale.std
+    if annot.temperature > 0:
+        p = torch.sigmoid(diff / annot.temperature)
+        label = (torch.rand(p.shape, generator=generator) < p).to(torch.float32)
+    else:
+        p = (diff > 0).to(torch.float32)
+        label = p.clone()
+        label[diff == 0] = 0.5
+    if annot.mistake > 0:
+        flip = torch.rand(label.shape, generator=generator) < annot.mistake
+        label = torch.where(flip & (label != 0.5), 1.0 - label, label)
+    if annot.equal > 0:
+        label = torch.where(diff.abs() < annot.equal, torch.full_like(label, 0.5), label)
+    if annot.skip > 0:
+        skipped = torch.maximum(gold_a, gold_b) < scale.skip_threshold
+        label = torch.where(skipped, torch.full_like(label, float("nan")), label)
+    conf = torch.sigmoid(diff.abs() / max(annot.temperature, 1e-3))
+    strength = (torch.round(conf * 10) / 10).clamp(0.5, 1.0)
+    return label, strength
+
+
+class RaterChannel(FeedbackChannel):
+    """The budgeted feedback channel of one cell: oracle → rater population → labels."""
+
+    def __init__(
+        self, oracle: Oracle, population: RaterPopulation, annot: AnnotatorConfig, scale: UtilityScale,
+        budget: int, seed: int, device: torch.device | str = "cpu",
+    ):
+        self._oracle = oracle
+        self._population = population
+        self._annot = annot
+        self._scale = scale
+        self._gen = torch.Generator().manual_seed(7_919 * (seed + 1))
+        self._device = torch.device(device)
+        self.budget = int(budget)
+        self.used = 0
+        self.calls = {"compare": 0, "rate": 0, "rank": 0}
+
+    def _charge(self, n: int, what: str) -> None:
+        if self.used + n > self.budget:
+            raise FeedbackBudgetExceeded(
+                f"feedback budget exceeded: {what} of {n} queries with {self.remaining} of {self.budget} "
+                "left; ask for fewer labels or raise the preset/condition's feedback budget"
+            )
+        self.used += n
+        self.calls[what] += 1
+
+    def _raters(self, n: int) -> Tensor:
+        return torch.randint(len(self._population), (n,), generator=self._gen)
+
+    @torch.no_grad()
+    def _utility(self, contexts: Contexts, samples: Samples, raters: Tensor) -> tuple[Tensor, Tensor]:
+        comps = self._oracle.components(contexts, samples).cpu()
+        steps = self._oracle.step_rewards(contexts, samples)
+        steps = steps.cpu() if steps is not None else None
+        gold = gold_utility(comps, self._oracle.weights.cpu())
+        return rater_utility(comps, raters, self._population, steps, self._annot), gold
+
+    def compare(self, contexts: Contexts, a: Samples, b: Samples) -> Tensor:
+        n = len(a)
+        self._charge(n, "compare")
+        raters = self._raters(n)
+        u_a, g_a = self._utility(contexts, a, raters)
+        u_b, g_b = self._utility(contexts, b, raters)
+        label, _ = label_pairs(u_a, u_b, g_a, g_b, self._annot, self._scale, self._gen)
+        return label.to(self._device)
+
+    def rate(self, contexts: Contexts, samples: Samples) -> Tensor:
+        n = len(samples)
+        self._charge(n, "rate")
+        u, _ = self._utility(contexts, samples, self._raters(n))
+        z = (u - self._scale.mean) / self._scale.std
+        z = z + self._annot.temperature * torch.randn(z.shape, generator=self._gen)
+        return z.to(self._device)
+
+    def rank(self, contexts: Contexts, candidates: Sequence[Samples]) -> Tensor:
+        k = len(candidates)
+        n = len(candidates[0])
+        self._charge(n * (k - 1), "rank")
+        raters = self._raters(n)
+        u = torch.stack([self._utility(contexts, c, raters)[0] for c in candidates], dim=1) / self._scale.std
+        if self._annot.temperature > 0:  # Plackett–Luce via Gumbel perturbation
+            gumbel = -torch.log(-torch.log(torch.rand(u.shape, generator=self._gen).clamp_min(1e-12)))
+            u = u / self._annot.temperature + gumbel
+        order = torch.argsort(u, dim=1, descending=True)
+        ranks = torch.empty_like(order)
+        ranks.scatter_(1, order, torch.arange(k).expand(n, k).contiguous())
+        return ranks.to(self._device)

@@ -1,0 +1,130 @@
+"""Shared maths of preference optimisation, written once.
+
+Every function works on per-example tensors and returns per-example losses (``[B]``) unless
+it says otherwise; algorithms take the mean. Notation follows ALGORITHMS.md: ρ = log π_θ − log
+π_ref of a whole sample, β the KL strength, σ the logistic function.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+# -- preference losses over implicit rewards (DPO family) ---------------------------------------
+
+
+def logratio_margin(pi_w: Tensor, pi_l: Tensor, ref_w: Tensor, ref_l: Tensor) -> Tensor:
+    """h = ρ_w − ρ_l = (log π_θ(y_w) − log π_ref(y_w)) − (log π_θ(y_l) − log π_ref(y_l))."""
+    return (pi_w - ref_w) - (pi_l - ref_l)
+
+
+def dpo_loss(h: Tensor, beta: float, label_smoothing: float = 0.0) -> Tensor:
+    """DPO (Rafailov et al. 2023): −log σ(βh); with ε = ``label_smoothing`` the conservative
+    form −(1−ε) log σ(βh) − ε log σ(−βh) (TRL ``sigmoid`` with label smoothing)."""
+    z = beta * h
+    return -(1 - label_smoothing) * F.logsigmoid(z) - label_smoothing * F.logsigmoid(-z)
+
+
+def robust_dpo_loss(h: Tensor, beta: float, eps: float) -> Tensor:
+    """rDPO (Chowdhury et al. 2024, TRL ``robust``): [−(1−ε) log σ(βh) + ε log σ(−βh)] / (1−2ε)."""
+    z = beta * h
+    return (-(1 - eps) * F.logsigmoid(z) + eps * F.logsigmoid(-z)) / (1 - 2 * eps)
+
+
+def hinge_loss(h: Tensor, beta: float) -> Tensor:
+    """SLiC hinge (TRL ``hinge``): max(0, 1 − βh)."""
+    return torch.relu(1 - beta * h)
+
+
+def ipo_loss(h: Tensor, tau: float) -> Tensor:
+    """IPO (Azar et al. 2023): (h − 1/(2τ))²."""
+    return (h - 1 / (2 * tau)) ** 2
+
+
+def soft_preference_loss(h: Tensor, beta: float, p: Tensor) -> Tensor:
+    """Cross-entropy with a soft target p = P(w ≻ l): −p log σ(βh) − (1−p) log σ(−βh)
+    (OSP's SPCE; tie labels 0.5 in Bradley–Terry reward fitting)."""
+    z = beta * h
+    return -p * F.logsigmoid(z) - (1 - p) * F.logsigmoid(-z)
+
+
+def implicit_reward(pi: Tensor, ref: Tensor, beta: float) -> Tensor:
+    """DPO's implicit reward r = β (log π_θ − log π_ref)."""
+    return beta * (pi - ref)
+
+
+# -- KTO ---------------------------------------------------------------------------------------
+
+
+def kto_reference_point(pi_mismatched: Tensor, ref_mismatched: Tensor) -> Tensor:
+    """z₀ = clamp(mean ρ over mismatched (x, y') pairs, min=0), detached (TRL ``kto``)."""
+    return (pi_mismatched - ref_mismatched).mean().clamp(min=0).detach()
+
+
+def kto_loss(
+    rho: Tensor, desirable: Tensor, z0: Tensor | float, beta: float, w_desirable: float = 1.0,
+    w_undesirable: float = 1.0,
+) -> Tensor:
+    """KTO (Ethayarajh et al. 2024), Eq. 7 as in TRL: desirable λ_D(1 − σ(β(ρ − z₀))),
+    undesirable λ_U(1 − σ(β(z₀ − ρ)))."""
+    d = desirable.to(torch.bool)
+    loss_d = w_desirable * (1 - torch.sigmoid(beta * (rho - z0)))
+    loss_u = w_undesirable * (1 - torch.sigmoid(beta * (z0 - rho)))
+    return torch.where(d, loss_d, loss_u)
+
+
+# -- reward models -----------------------------------------------------------------------------
+
+
+def bradley_terry_loss(r_w: Tensor, r_l: Tensor, margin: Tensor | float = 0.0, center: float = 0.0) -> Tensor:
+    """Reward-model loss (TRL RewardTrainer): −log σ(r_w − r_l − m) + c·(r_w + r_l)²."""
+    loss = -F.logsigmoid(r_w - r_l - margin)
+    if center:
+        loss = loss + center * (r_w + r_l) ** 2
+    return loss
+
+
+# -- KL estimators (Schulman's k1, k2, k3) ------------------------------------------------------
+
+
+def kl_k1(logp: Tensor, logp_ref: Tensor) -> Tensor:
+    """k1 = log π − log π_ref (unbiased on samples from π)."""
+    return logp - logp_ref
+
+
+def kl_k2(logp: Tensor, logp_ref: Tensor) -> Tensor:
+    """k2 = ½ (log π − log π_ref)²."""
+    return 0.5 * (logp - logp_ref) ** 2
+
+
+def kl_k3(logp: Tensor, logp_ref: Tensor) -> Tensor:
+    """k3 = (e^{−d} − 1) + d with d = log π − log π_ref (unbiased, non-negative)."""
+    d = logp - logp_ref
+    return torch.expm1(-d) + d
+
+
+# -- RL building blocks ------------------------------------------------------------------------
+
+
+def gae(rewards: Tensor, values: Tensor, dones: Tensor, gamma: float, lam: float) -> tuple[Tensor, Tensor]:
+    """Generalised advantage estimation over ``[B, T]`` tensors; ``values`` is ``[B, T+1]``.
+    Returns (advantages, returns)."""
+    b, t = rewards.shape
+    adv = torch.zeros_like(rewards)
+    last = torch.zeros(b, dtype=rewards.dtype, device=rewards.device)
+    for i in reversed(range(t)):
+        nonterminal = 1.0 - dones[:, i].to(rewards.dtype)
+        delta = rewards[:, i] + gamma * values[:, i + 1] * nonterminal - values[:, i]
+        last = delta + gamma * lam * nonterminal * last
+        adv[:, i] = last
+    return adv, adv + values[:, :t]
+
+
+def expectile_loss(u: Tensor, tau: float) -> Tensor:
+    """IQL's asymmetric L2: |τ − 1(u<0)| u² (Kostrikov et al. 2022, CORL ``asymmetric_l2_loss``)."""
+    return torch.abs(tau - (u < 0).to(u.dtype)) * u**2
+
+
+def whiten(x: Tensor, eps: float = 1e-8) -> Tensor:
+    return (x - x.mean()) / (x.std() + eps) if x.numel() > 1 else x - x.mean()

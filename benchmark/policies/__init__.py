@@ -1,0 +1,1 @@
+"""Model families shared by domains (autoregressive, diffusion, control)."""

@@ -1,0 +1,92 @@
+"""Progress reporting: one small protocol, a rich implementation and a silent one."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+
+class Task:
+    """A unit of tracked work with a known total."""
+
+    def __init__(self, progress: Progress, task_id: Any = None):
+        self._progress = progress
+        self._id = task_id
+
+    def advance(self, n: int = 1) -> None:
+        self._progress._advance(self._id, n)
+
+    def log(self, step: int, metrics: Mapping[str, float]) -> None:
+        self._progress._log(self._id, step, metrics)
+
+
+class Progress:
+    """Silent progress (tests, library use). ``RichProgress`` draws bars."""
+
+    @contextlib.contextmanager
+    def task(self, description: str, total: int | None) -> Iterator[Task]:
+        yield Task(self, None)
+
+    def _advance(self, task_id: Any, n: int) -> None:
+        pass
+
+    def _log(self, task_id: Any, step: int, metrics: Mapping[str, float]) -> None:
+        pass
+
+    def note(self, message: str) -> None:
+        pass
+
+
+class RichProgress(Progress):
+    """Progress bars on the terminal, via rich (one bar per running task)."""
+
+    def __init__(self, console: Any = None, transient: bool = False):
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+        from rich.progress import Progress as _RP
+
+        self._rp = _RP(
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+            console=console,
+            transient=transient,
+        )
+        self._console = self._rp.console
+
+    def __enter__(self) -> RichProgress:
+        self._rp.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._rp.__exit__(*exc)
+
+    @contextlib.contextmanager
+    def task(self, description: str, total: int | None) -> Iterator[Task]:
+        task_id = self._rp.add_task(description, total=total, info="")
+        try:
+            yield Task(self, task_id)
+        finally:
+            t = self._rp.tasks[[x.id for x in self._rp.tasks].index(task_id)]
+            if t.total is not None:
+                self._rp.update(task_id, completed=t.total)
+            self._rp.stop_task(task_id)
+
+    def _advance(self, task_id: Any, n: int) -> None:
+        self._rp.advance(task_id, n)
+
+    def _log(self, task_id: Any, step: int, metrics: Mapping[str, float]) -> None:
+        info = "  ".join(f"{k}={v:.3g}" for k, v in list(metrics.items())[:3])
+        self._rp.update(task_id, info=info)
+
+    def note(self, message: str) -> None:
+        self._console.print(message)

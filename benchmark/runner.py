@@ -1,0 +1,341 @@
+"""One cell: resolve the configs, prepare the domain, train, evaluate, store.
+
+``run_cell`` is the whole life of a cell. Everything that depends on the user's input is
+checked in :func:`resolve` before any work starts, so a typo costs nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import random
+import time
+import traceback
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from benchmark.api import Algorithm, DomainInstance, RunContext
+from benchmark.cache import PreparationCache, code_version, default_home, hash_obj, package_versions
+from benchmark.conditions import Condition
+from benchmark.data import make_offline_data, pool_scale, stable_seed
+from benchmark.domain import Domain
+from benchmark.errors import CellFailed, UserError
+from benchmark.evaluation import Evaluator, non_finite, reference_statistics
+from benchmark.feedback import RaterChannel, RaterPopulation
+from benchmark.presets import DEFAULT_PRESET, check_preset
+from benchmark.progress import Progress
+from benchmark.registry import ALGORITHMS, DOMAINS, get_condition
+from benchmark.store import Record, Store
+
+# ---------------------------------------------------------------------------------------------
+# Resolving a request
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CellRequest:
+    """What the user asked for; ``sets`` are ``key=value`` overrides of the algorithm config,
+    ``domain_sets`` of the domain config."""
+
+    algo: str
+    domain: str
+    condition: str = "default"
+    seed: int = 0
+    preset: str = DEFAULT_PRESET
+    sets: tuple[str, ...] = ()
+    domain_sets: tuple[str, ...] = ()
+
+
+@dataclass
+class Cell:
+    request: CellRequest
+    algo_cls: type[Algorithm]
+    algo_cfg: Any
+    domain_cls: type[Domain]
+    domain_cfg: Any
+    condition: Condition
+    budget: Any
+    config: dict = field(default_factory=dict)
+    config_hash: str = ""
+    run_id: str = ""
+
+    @property
+    def label(self) -> str:
+        r = self.request
+        return f"{r.algo} × {r.domain} [{r.condition}, {r.preset}, seed {r.seed}]"
+
+
+def _coerce(name: str, raw: str, typ: Any, owner: str) -> Any:
+    origin = typing.get_origin(typ)
+    args = typing.get_args(typ)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if raw.lower() in ("none", "null") and type(None) in args:
+            return None
+        typ = next(a for a in args if a is not type(None))
+        origin = typing.get_origin(typ)
+    example = {bool: "true", int: "3", float: "0.1", str: "text"}
+    try:
+        if typ is bool:
+            low = raw.lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if typ is int:
+            return int(raw)
+        if typ is float:
+            return float(raw)
+        if typ is str:
+            return raw
+        if origin is typing.Literal:
+            if raw in [str(a) for a in args]:
+                return next(a for a in args if str(a) == raw)
+            raise UserError(f"--set {name}={raw}: {owner} {name} must be one of {', '.join(map(str, args))}")
+        if origin in (list, tuple) or typ in (list, tuple, dict) or origin is dict:
+            value = json.loads(raw)
+            return tuple(value) if origin is tuple or typ is tuple else value
+    except (ValueError, json.JSONDecodeError):
+        kind = getattr(typ, "__name__", str(typ))
+        ex = example.get(typ, "[1, 2]")
+        raise UserError(f"--set {name}={raw}: {owner} {name} expects {kind} (e.g. {name}={ex})") from None
+    return raw
+
+
+def apply_sets(cfg_cls: type, base: Any, sets: tuple[str, ...] | list[str], owner: str) -> Any:
+    """Apply ``key=value`` strings to a dataclass instance, with types and one-line errors."""
+    hints = typing.get_type_hints(cfg_cls)
+    fields = {f.name for f in dataclasses.fields(cfg_cls)}
+    changes: dict[str, Any] = {}
+    for item in sets:
+        if "=" not in item:
+            raise UserError(f"--set {item!r}: write key=value, e.g. --set beta=0.05")
+        key, _, raw = item.partition("=")
+        key = key.strip()
+        if key not in fields:
+            import difflib
+
+            close = difflib.get_close_matches(key, sorted(fields), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise UserError(f"--set {key}: {owner} has no such key; {hint}valid keys are {', '.join(sorted(fields))}")
+        changes[key] = _coerce(key, raw.strip(), hints[key], owner)
+    return dataclasses.replace(base, **changes)
+
+
+def resolve(req: CellRequest) -> Cell:
+    check_preset(req.preset)
+    algo_cls = ALGORITHMS.get(req.algo)
+    domain_cls = DOMAINS.get(req.domain)
+    condition = get_condition(req.condition)
+    if req.seed < 0:
+        raise UserError(f"--seed {req.seed}: seeds are non-negative integers")
+    algo_cfg = apply_sets(algo_cls.Config, algo_cls.Config(), req.sets, f"algorithm {req.algo}")
+    try:
+        domain_base = domain_cls.config(req.preset)
+    except KeyError as e:
+        raise UserError(f"domain {req.domain} has no preset config: {e}") from None
+    domain_cfg = apply_sets(domain_cls.Config, domain_base, req.domain_sets, f"domain {req.domain}")
+    if req.preset not in domain_cls.budgets:
+        raise UserError(f"domain {req.domain} defines no budget for preset {req.preset!r}")
+    budget = domain_cls.budget(req.preset)
+    config = {
+        "algo": req.algo, "algo_config": dataclasses.asdict(algo_cfg),
+        "domain": req.domain, "domain_config": dataclasses.asdict(domain_cfg),
+        "condition": condition.to_dict(), "preset": req.preset, "budget": dataclasses.asdict(budget),
+        "seed": req.seed,
+    }
+    config_hash = hash_obj(config)
+    run_id = hash_obj({"key": [req.algo, req.domain, req.condition, req.preset, req.seed], "cfg": config_hash}, 12)
+    return Cell(req, algo_cls, algo_cfg, domain_cls, domain_cfg, condition, budget, config, config_hash, run_id)
+
+
+# ---------------------------------------------------------------------------------------------
+# Preparing a domain (cached)
+# ---------------------------------------------------------------------------------------------
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+_LOADED: dict[tuple[str, str, str], tuple[Domain, dict]] = {}
+
+
+def prepare_domain(domain_cls: type[Domain], cfg: Any, cache: PreparationCache, device: torch.device,
+                   progress: Progress) -> tuple[Domain, dict, bool]:
+    """Build (or load from the cache) a domain: (domain, reference statistics, built_now)."""
+    deps = [domain_cls.__module__.rsplit(".", 1)[0] if "." in domain_cls.__module__ else domain_cls.__module__,
+            *domain_cls.cache_deps]
+    domain = domain_cls(cfg, device)
+    key = cache.key(domain_cls.name, domain.build_config(), deps)
+    memo = (domain_cls.name, key, str(device))
+    if memo in _LOADED:
+        cached, stats = _LOADED[memo]
+        cached.cfg = cfg  # runtime fields (e.g. lr) may differ
+        return cached, stats, False
+
+    def build() -> dict:
+        seed_everything(stable_seed("prepare", domain_cls.name, cfg.seed))
+        state = domain.build(progress)
+        domain.load(state)
+        return {"domain": state, "reference_eval": reference_statistics(domain, progress)}
+
+    state, built = cache.get_or_build(domain_cls.name, key, build)
+    domain.load(state["domain"])
+    _LOADED.clear()  # keep one prepared domain in memory (they can be large)
+    _LOADED[memo] = (domain, state["reference_eval"])
+    return domain, state["reference_eval"], built
+
+
+def make_instance(domain: Domain, condition: Condition, budget: Any, seed: int,
+                  device: torch.device) -> tuple[DomainInstance, RaterChannel]:
+    """What the algorithm sees: the domain view with the condition's data and feedback."""
+    population = RaterPopulation.build(domain.oracle.weights, condition.raters)
+    offline = make_offline_data(domain.pool, domain.oracle.weights, population, condition, domain.name)
+    channel = RaterChannel(
+        domain.oracle, population, condition.annotator, pool_scale(domain.pool, domain.oracle.weights, condition),
+        budget=round(budget.feedback * condition.feedback_scale), seed=seed, device=device,
+    )
+    instance = DomainInstance(
+        spec=domain.spec, reference=domain.reference, make_policy=domain.make_policy,
+        make_scorer=domain.make_scorer, train_contexts=domain.train_contexts, offline=offline,
+        feedback=channel, judge=domain.judge(),
+        transitions=domain.transitions if "steps" in domain.spec.capabilities else None,
+    )
+    return instance, channel
+
+
+def missing_requirements(algo_cls: type[Algorithm], instance: DomainInstance) -> str | None:
+    """Why an algorithm cannot run on a domain (an "n/a" cell), or None. Capabilities with a
+    generic fallback (``steps``: horizon 1) never make a cell n/a."""
+    off = instance.offline
+    have = {
+        "offline:pairs": len(off.pairs) > 0,
+        "offline:singles": len(off.singles) > 0,
+        "offline:demos": len(off.demos) > 0,
+        "offline:trajectories": off.trajectories is not None,
+        "online": True,
+        "feedback": instance.feedback.budget > 0,
+        "capability:steps": True,
+        "capability:exact_logp": "exact_logp" in instance.spec.capabilities,
+        "capability:reset": "reset" in instance.spec.capabilities,
+        "capability:judge": instance.judge is not None,
+    }
+    missing = [r for r in sorted(algo_cls.requires) if not have.get(r, False)]
+    if missing:
+        return f"domain {instance.spec.name} lacks {', '.join(missing)}"
+    return None
+
+
+class _StepReporter:
+    def __init__(self, task: Any):
+        self.task = task
+
+    def advance(self, n: int = 1) -> None:
+        self.task.advance(n)
+
+    def log(self, step: int, metrics: Any) -> None:
+        self.task.log(step, metrics)
+
+
+def environment(device: torch.device) -> dict:
+    return {
+        "host": platform.node(), "platform": platform.platform(), "device": str(device),
+        "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+        "cuda": torch.cuda.get_device_name(0) if device.type == "cuda" else None,
+    }
+
+
+def run_cell(
+    cell: Cell, *, store: Store, cache: PreparationCache | None = None, device: str | torch.device = "cpu",
+    progress: Progress | None = None, force: bool = False, home: Path | None = None,
+) -> Record:
+    """Run one cell (or return its stored record when done and not forced)."""
+    progress = progress or Progress()
+    cache = cache or PreparationCache()
+    device = torch.device(device)
+    home = Path(home) if home is not None else store.path.parent
+    existing = store.get(cell.run_id)
+    if existing is not None and existing.status in ("done", "na") and not force:
+        return existing
+    req = cell.request
+    store.start(
+        run_id=cell.run_id, algo=req.algo, domain=req.domain, condition=req.condition, preset=req.preset,
+        seed=req.seed, config_hash=cell.config_hash, config=cell.config, code_version=code_version(),
+        packages=package_versions(), env=environment(device),
+    )
+    timings: dict[str, float] = {}
+    channel = None
+    ctx = None
+    try:
+        t0 = time.perf_counter()
+        domain, stats, built = prepare_domain(cell.domain_cls, cell.domain_cfg, cache, device, progress)
+        timings["prepare_s"] = time.perf_counter() - t0
+        timings["prepared_now"] = float(built)
+
+        seed_everything(stable_seed("cell", req.seed))
+        instance, channel = make_instance(domain, cell.condition, cell.budget, req.seed, device)
+        why = missing_requirements(cell.algo_cls, instance)
+        if why:
+            store.finish(cell.run_id, status="na", reason=why, timings=timings)
+            return store.get(cell.run_id)  # type: ignore[return-value]
+
+        generator = torch.Generator().manual_seed(stable_seed("train", req.seed))
+        t1 = time.perf_counter()
+        with progress.task(f"train {req.algo}", cell.budget.steps) as task:
+            ctx = RunContext(domain=instance, budget=cell.budget, generator=generator, device=device,
+                             seed=req.seed, reporter=_StepReporter(task))
+            policy = cell.algo_cls().train(ctx, cell.algo_cfg)
+        timings["train_s"] = time.perf_counter() - t1
+        if policy is domain.reference:
+            policy = domain.make_policy()  # an algorithm that changes nothing still gets a fair eval
+
+        t2 = time.perf_counter()
+        metrics = Evaluator(domain, stats).evaluate(policy, req.seed, progress)
+        timings["eval_s"] = time.perf_counter() - t2
+        bad = non_finite(metrics)
+        if bad:
+            raise CellFailed(f"non-finite metrics {bad}: training diverged (try a smaller learning rate)")
+        metrics["feedback_used"] = float(channel.used)
+        metrics["train_steps"] = float(ctx.steps_done)
+        metrics["online_samples_used"] = float(ctx.samples_used)
+
+        art_dir = home / "artifacts" / cell.run_id
+        artifacts = domain.artifacts(policy, art_dir, torch.Generator().manual_seed(stable_seed("art", req.seed)))
+        timings["total_s"] = time.perf_counter() - t0
+        metrics["wall_s"] = timings["total_s"]
+        store.finish(cell.run_id, status="done", metrics=metrics, curves=ctx.curves, timings=timings,
+                     artifacts=artifacts, feedback_used=channel.used, online_samples=ctx.samples_used,
+                     train_steps=ctx.steps_done)
+    except (KeyboardInterrupt, UserError) as e:
+        reason = "interrupted" if isinstance(e, KeyboardInterrupt) else str(e)
+        store.finish(cell.run_id, status="failed", reason=reason, timings=timings)
+        raise
+    except Exception as e:
+        art_dir = home / "artifacts" / cell.run_id
+        art_dir.mkdir(parents=True, exist_ok=True)
+        tb = art_dir / "traceback.txt"
+        tb.write_text(traceback.format_exc())
+        reason = f"{type(e).__name__}: {e}"
+        store.finish(cell.run_id, status="failed", reason=reason, timings=timings, artifacts=[str(tb)],
+                     feedback_used=channel.used if channel else None,
+                     online_samples=ctx.samples_used if ctx else None,
+                     train_steps=ctx.steps_done if ctx else None)
+    return store.get(cell.run_id)  # type: ignore[return-value]
+
+
+def default_device() -> str:
+    return os.environ.get("PREFBENCH_DEVICE", "cpu")
+
+
+__all__ = ["Cell", "CellRequest", "apply_sets", "default_home", "make_instance", "prepare_domain", "resolve",
+           "run_cell"]

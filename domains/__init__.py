@@ -1,0 +1,1 @@
+"""Domains: each a package that implements :class:`benchmark.domain.Domain`."""

@@ -1,0 +1,1 @@
+"""Leaderboards: aggregate stored cells into tables, plots and a static page."""
