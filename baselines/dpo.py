@@ -57,6 +57,6 @@ class DPO(Algorithm):
             loss = loss.mean()
             optimizer_step(opt, loss, policy.parameters(), cfg.max_grad_norm)
             if should_log(ctx, step):
-                ctx.log(step, loss=float(loss.detach()), reward_margin=float(cfg.beta * h.mean()),
-                        reward_accuracy=float((h > 0).float().mean()))
+                ctx.log(step, loss=float(loss.detach()), reward_margin=float(cfg.beta * h.detach().mean()),
+                        reward_accuracy=float((h.detach() > 0).float().mean()))
         return policy

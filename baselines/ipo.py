@@ -48,5 +48,5 @@ class IPO(Algorithm):
             loss = ipo_loss(h, cfg.tau).mean()
             optimizer_step(opt, loss, policy.parameters(), cfg.max_grad_norm)
             if should_log(ctx, step):
-                ctx.log(step, loss=float(loss.detach()), margin=float(h.mean()))
+                ctx.log(step, loss=float(loss.detach()), margin=float(h.detach().mean()))
         return policy

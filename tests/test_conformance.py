@@ -1,0 +1,233 @@
+"""Generic conformance: every registered domain and every registered algorithm.
+
+Parametrised over the registries, so a new domain or algorithm is covered with no new test
+code. Everything runs on the ``smoke`` preset.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from benchmark.api import CAPABILITIES, REQUIREMENTS, Batch, DomainInstance, FeedbackBudgetExceeded, Policy, Scorer
+from benchmark.conditions import CONDITIONS
+from benchmark.data import make_offline_data
+from benchmark.domain import Domain
+from benchmark.feedback import RaterPopulation
+from benchmark.progress import Progress
+from benchmark.registry import ALGORITHMS, DOMAINS
+from benchmark.runner import CellRequest, make_instance, prepare_domain, resolve, run_cell
+from benchmark.store import Store
+
+DOMAIN_NAMES = DOMAINS.names()
+ALGO_NAMES = ALGORITHMS.names()
+PRESET = "smoke"
+VOLATILE = {"wall_s"}  # metrics that are timings, not results
+
+
+def _prepare(name: str, cache) -> tuple[Domain, dict]:
+    cell = resolve(CellRequest("sft", name, preset=PRESET))
+    domain, stats, _ = prepare_domain(cell.domain_cls, cell.domain_cfg, cache, torch.device("cpu"), Progress())
+    return domain, stats
+
+
+def _instance(name: str, cache, condition: str = "default", seed: int = 0) -> tuple[Domain, DomainInstance]:
+    domain, _ = _prepare(name, cache)
+    budget = type(domain).budget(PRESET)
+    inst, _ = make_instance(domain, CONDITIONS[condition], budget, seed, torch.device("cpu"))
+    return domain, inst
+
+
+def _gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+# ---------------------------------------------------------------------------------------------
+# domains
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", DOMAIN_NAMES)
+def test_domain_contract(name: str, cache) -> None:
+    domain, stats = _prepare(name, cache)
+    spec = domain.spec
+    assert spec.name == name
+    assert set(spec.capabilities) <= set(CAPABILITIES), "unknown capability declared"
+    assert spec.lr > 0 and spec.batch_size > 0 and spec.horizon >= 1
+    assert isinstance(domain.reference, Policy)
+    assert not any(p.requires_grad for p in domain.reference.parameters()), "reference must be frozen"
+    for ctx in (domain.train_contexts, domain.eval_contexts):
+        assert isinstance(ctx, Batch) and len(ctx) > 0
+        for f in spec.context_fields:
+            assert f in ctx, f"context field {f} missing"
+    for preset in ("smoke", "quick", "standard", "full"):
+        type(domain).config(preset)
+        assert type(domain).budget(preset).steps > 0
+    # reference statistics: the best-of-N target is at least the reference's mean
+    assert stats["target"] >= stats["ref_gold_mean"] - 1e-6
+    assert len(stats["ref_gold"]) == len(domain.eval_contexts) * domain.cfg.eval_samples
+
+
+@pytest.mark.parametrize("name", DOMAIN_NAMES)
+def test_offline_pool(name: str, cache) -> None:
+    domain, _ = _prepare(name, cache)
+    pool = domain.pool
+    m = len(pool.samples)
+    assert m > 0 and len(pool.context_index) == m and len(pool.source) == m
+    assert int(pool.context_index.max()) < len(pool.contexts) and int(pool.context_index.min()) >= 0
+    assert int(pool.source.max()) < len(pool.sources)
+    assert pool.components.shape == (m, len(domain.oracle.component_names))
+    assert torch.isfinite(pool.components).all()
+    for f in domain.spec.sample_fields:
+        assert f in pool.samples, f"sample field {f} missing from the pool"
+    # the stored components are what the oracle says
+    idx = torch.arange(min(m, 16))
+    again = domain.oracle.components(pool.contexts[pool.context_index[idx]], pool.samples[idx])
+    torch.testing.assert_close(again.float(), pool.components[idx].float())
+
+
+@pytest.mark.parametrize("name", DOMAIN_NAMES)
+def test_policy_contract(name: str, cache) -> None:
+    domain, _ = _prepare(name, cache)
+    ref = domain.reference
+    policy = domain.make_policy()
+    assert isinstance(policy, Policy) and policy is not ref
+    assert any(p.requires_grad for p in policy.parameters())
+    ctx = domain.train_contexts[:3]
+    samples = policy.sample(ctx, 2, generator=_gen(1))
+    assert isinstance(samples, Batch) and len(samples) == 6
+    for f in domain.spec.sample_fields:
+        assert f in samples
+    # sampling is a function of the generator
+    again = policy.sample(ctx, 2, generator=_gen(1))
+    for k in samples.tensors:
+        torch.testing.assert_close(samples.tensors[k], again.tensors[k])
+    rep = ctx.repeat(2)
+    noise = policy.draw_noise(rep, samples, generator=_gen(2))
+    lp = policy.log_prob(rep, samples, noise=noise)
+    assert lp.shape == (6,) and torch.isfinite(lp).all()
+    # a fresh copy equals the reference: ρ = 0 on common random numbers
+    lp_ref = ref.log_prob(rep, samples, noise=noise)
+    torch.testing.assert_close(lp.detach(), lp_ref, atol=1e-4, rtol=1e-4)
+    # the same noise gives the same value (deterministic scoring)
+    torch.testing.assert_close(policy.log_prob(rep, samples, noise=noise).detach(), lp.detach())
+    # differentiable
+    lp.sum().backward()
+    assert any(p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0
+               for p in policy.parameters())
+    # step view (native or the horizon-1 fallback)
+    steps, mask = policy.step_log_prob(rep, samples, noise=noise)
+    assert steps.shape == mask.shape and steps.shape[0] == 6
+    torch.testing.assert_close(steps.sum(-1).detach(), lp.detach(), atol=1e-3, rtol=1e-4)
+    size = policy.size(samples)
+    assert size.shape == (6,) and (size > 0).all()
+    loss = policy.mle_loss(rep, samples, generator=_gen(3))
+    assert loss.shape == (6,) and torch.isfinite(loss).all()
+
+
+@pytest.mark.parametrize("name", [n for n in DOMAIN_NAMES])
+def test_reset_capability(name: str, cache) -> None:
+    domain, _ = _prepare(name, cache)
+    policy = domain.reference
+    ctx = domain.train_contexts[:4]
+    samples = policy.sample(ctx, 1, generator=_gen(0))
+    if "reset" not in domain.spec.capabilities:
+        with pytest.raises(NotImplementedError):
+            policy.rollin(samples, torch.full((4,), 0.5))
+        return
+    start = policy.rollin(samples, torch.full((4,), 0.5))
+    cont = policy.sample(ctx, 1, generator=_gen(1), start=start)
+    assert len(cont) == 4
+    for f in domain.spec.sample_fields:
+        assert cont.tensors[f].shape == samples.tensors[f].shape
+
+
+@pytest.mark.parametrize("name", DOMAIN_NAMES)
+@pytest.mark.parametrize("kind", ["reward", "value"])
+def test_scorer_contract(name: str, kind: str, cache) -> None:
+    domain, _ = _prepare(name, cache)
+    scorer = domain.make_scorer(kind)
+    assert isinstance(scorer, Scorer)
+    ctx = domain.train_contexts[:4]
+    samples = domain.reference.sample(ctx, 1, generator=_gen(0))
+    out = scorer(ctx, samples) if kind == "reward" else scorer(ctx)
+    assert out.shape == (4,) and torch.isfinite(out).all()
+    out.sum().backward()
+    assert any(p.grad is not None for p in scorer.parameters())
+
+
+@pytest.mark.parametrize("name", DOMAIN_NAMES)
+def test_feedback_channel(name: str, cache) -> None:
+    domain, inst = _instance(name, cache)
+    ch = inst.feedback
+    ctx = domain.train_contexts[:4]
+    a = domain.reference.sample(ctx, 1, generator=_gen(0))
+    b = domain.reference.sample(ctx, 1, generator=_gen(1))
+    labels = ch.compare(ctx, a, b)
+    assert labels.shape == (4,)
+    assert all(math.isnan(x) or x in (0.0, 0.5, 1.0) for x in labels.tolist())
+    assert ch.rate(ctx, a).shape == (4,)
+    ranks = ch.rank(ctx, [a, b, a])
+    assert ranks.shape == (4, 3) and sorted(ranks[0].tolist()) == [0, 1, 2]
+    assert ch.used == 4 + 4 + 4 * 2
+    with pytest.raises(FeedbackBudgetExceeded):
+        while True:
+            ch.compare(ctx, a, b)
+    assert ch.used <= ch.budget
+    if inst.judge is not None:
+        p = inst.judge.compare(ctx, a, b)
+        assert p.shape == (4,) and ((p >= 0) & (p <= 1)).all()
+
+
+@pytest.mark.parametrize("name", DOMAIN_NAMES)
+@pytest.mark.parametrize("condition", list(CONDITIONS))
+def test_offline_data_per_condition(name: str, condition: str, cache) -> None:
+    domain, _ = _prepare(name, cache)
+    cond = CONDITIONS[condition]
+    pop = RaterPopulation.build(domain.oracle.weights, cond.raters)
+    data = make_offline_data(domain.pool, domain.oracle.weights, pop, cond, name)
+    assert len(data.pairs) > 0 and len(data.singles) > 0 and len(data.demos) > 0
+    assert set(data.singles.label.unique().tolist()) <= {0.0, 1.0}
+    assert ((data.pairs.strength >= 0.5) & (data.pairs.strength <= 1.0)).all()
+    # same (domain, condition) → the same dataset
+    again = make_offline_data(domain.pool, domain.oracle.weights, pop, cond, name)
+    for k in data.pairs.chosen.tensors:
+        torch.testing.assert_close(data.pairs.chosen.tensors[k], again.pairs.chosen.tensors[k])
+
+
+# ---------------------------------------------------------------------------------------------
+# algorithms × domains
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("algo", ALGO_NAMES)
+def test_algorithm_declaration(algo: str) -> None:
+    cls = ALGORITHMS.get(algo)
+    assert cls.name == algo
+    assert set(cls.requires) <= set(REQUIREMENTS), f"unknown requirement in {cls.requires}"
+    cls.Config()  # defaults construct
+    assert cls.__doc__ or __import__(cls.__module__).__doc__
+
+
+@pytest.mark.parametrize("domain", DOMAIN_NAMES)
+@pytest.mark.parametrize("algo", ALGO_NAMES)
+def test_cell_runs_within_budget_and_is_deterministic(algo: str, domain: str, home, cache) -> None:
+    store = Store(home / "store.sqlite")
+    cell = resolve(CellRequest(algo, domain, preset=PRESET, seed=3))
+    rec = run_cell(cell, store=store, cache=cache)
+    assert rec.status in ("done", "na"), rec.reason
+    if rec.status == "na":
+        assert rec.reason, "an n/a cell needs a written reason"
+        return
+    m = rec.metrics
+    for k in ("gold_reward", "win_rate", "kl_to_ref", "normalized_score"):
+        assert math.isfinite(m[k]), k
+    assert 0.0 <= m["win_rate"] <= 1.0
+    assert rec.feedback_used <= cell.budget.feedback
+    assert rec.train_steps <= cell.budget.steps
+    assert rec.online_samples <= cell.budget.online_samples
+    again = run_cell(cell, store=store, cache=cache, force=True)
+    assert {k: v for k, v in again.metrics.items() if k not in VOLATILE} == {
+        k: v for k, v in m.items() if k not in VOLATILE}, "same seed, same config → same metrics"
