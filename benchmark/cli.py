@@ -156,6 +156,9 @@ def run_cmd(
     sets: Annotated[list[str] | None, typer.Option("--set", help="Algorithm config override key=value.")] = None,
     domain_sets: Annotated[
         list[str] | None, typer.Option("--domain-set", help="Domain config override key=value.")] = None,
+    budget_sets: Annotated[
+        list[str] | None, typer.Option("--budget", help="Budget override key=value (steps, batch_size, "
+                                       "online_samples, feedback).")] = None,
     store: StoreOpt = None,
     cache: Annotated[Path | None, typer.Option("--cache", help="Preparation cache directory.")] = None,
     device: Annotated[str | None, typer.Option("--device", help="cpu | cuda (default $PREFBENCH_DEVICE or cpu)")
@@ -175,7 +178,8 @@ def run_cmd(
         fail(f"--device {dev}: no CUDA device is visible here; use --device cpu")
     if not (dev == "cpu" or dev.startswith("cuda") or dev == "mps"):
         fail(f"--device {dev}: use cpu or cuda[:N]")
-    cell = resolve(CellRequest(algo, domain, condition, seed, preset, tuple(sets or ()), tuple(domain_sets or ())))
+    cell = resolve(CellRequest(algo, domain, condition, seed, preset, tuple(sets or ()), tuple(domain_sets or ()),
+                               tuple(budget_sets or ())))
     st = _open_store(store)
     existing = st.get(cell.run_id)
     if existing is not None and existing.status in ("done", "na") and not force:

@@ -158,7 +158,8 @@ class Domain(abc.ABC):
     @abc.abstractmethod
     def build(self, progress: Progress) -> dict:
         """Deterministic, expensive preparation: train the reference, generate the offline pool,
-        contexts, etc. Returns a state that ``torch.save`` writes and
+        contexts, etc. It must be a function of the config alone: seed every generator (and the
+        global torch RNG before initialising models) from ``cfg.seed``. Returns a state that ``torch.save`` writes and
         ``torch.load(weights_only=True)`` reads back (tensors, numbers, strings, lists, dicts)."""
 
     @abc.abstractmethod

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmark.api import Algorithm, DomainInstance, RunContext
+from benchmark.api import Algorithm, Budget, DomainInstance, RunContext
 from benchmark.cache import PreparationCache, code_version, default_home, hash_obj, package_versions
 from benchmark.conditions import Condition
 from benchmark.data import make_offline_data, pool_scale, stable_seed
@@ -42,7 +42,7 @@ from benchmark.store import Record, Store
 @dataclass(frozen=True)
 class CellRequest:
     """What the user asked for; ``sets`` are ``key=value`` overrides of the algorithm config,
-    ``domain_sets`` of the domain config."""
+    ``domain_sets`` of the domain config, ``budget_sets`` of the preset's budget."""
 
     algo: str
     domain: str
@@ -51,6 +51,7 @@ class CellRequest:
     preset: str = DEFAULT_PRESET
     sets: tuple[str, ...] = ()
     domain_sets: tuple[str, ...] = ()
+    budget_sets: tuple[str, ...] = ()
 
 
 @dataclass
@@ -72,7 +73,7 @@ class Cell:
         return f"{r.algo} × {r.domain} [{r.condition}, {r.preset}, seed {r.seed}]"
 
 
-def _coerce(name: str, raw: str, typ: Any, owner: str) -> Any:
+def _coerce(name: str, raw: str, typ: Any, owner: str, flag: str = "--set") -> Any:
     origin = typing.get_origin(typ)
     args = typing.get_args(typ)
     if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
@@ -98,25 +99,25 @@ def _coerce(name: str, raw: str, typ: Any, owner: str) -> Any:
         if origin is typing.Literal:
             if raw in [str(a) for a in args]:
                 return next(a for a in args if str(a) == raw)
-            raise UserError(f"--set {name}={raw}: {owner} {name} must be one of {', '.join(map(str, args))}")
+            raise UserError(f"{flag} {name}={raw}: {owner} {name} must be one of {', '.join(map(str, args))}")
         if origin in (list, tuple) or typ in (list, tuple, dict) or origin is dict:
             value = json.loads(raw)
             return tuple(value) if origin is tuple or typ is tuple else value
     except (ValueError, json.JSONDecodeError):
         kind = getattr(typ, "__name__", str(typ))
         ex = example.get(typ, "[1, 2]")
-        raise UserError(f"--set {name}={raw}: {owner} {name} expects {kind} (e.g. {name}={ex})") from None
+        raise UserError(f"{flag} {name}={raw}: {owner} {name} expects {kind} (e.g. {name}={ex})") from None
     return raw
 
 
-def apply_sets(cfg_cls: type, base: Any, sets: tuple[str, ...] | list[str], owner: str) -> Any:
+def apply_sets(cfg_cls: type, base: Any, sets: tuple[str, ...] | list[str], owner: str, flag: str = "--set") -> Any:
     """Apply ``key=value`` strings to a dataclass instance, with types and one-line errors."""
     hints = typing.get_type_hints(cfg_cls)
-    fields = {f.name for f in dataclasses.fields(cfg_cls)}
+    fields = [f.name for f in dataclasses.fields(cfg_cls)]
     changes: dict[str, Any] = {}
     for item in sets:
         if "=" not in item:
-            raise UserError(f"--set {item!r}: write key=value, e.g. --set beta=0.05")
+            raise UserError(f"{flag} {item!r}: write key=value, e.g. {flag} {fields[0]}=...")
         key, _, raw = item.partition("=")
         key = key.strip()
         if key not in fields:
@@ -124,8 +125,8 @@ def apply_sets(cfg_cls: type, base: Any, sets: tuple[str, ...] | list[str], owne
 
             close = difflib.get_close_matches(key, sorted(fields), n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
-            raise UserError(f"--set {key}: {owner} has no such key; {hint}valid keys are {', '.join(sorted(fields))}")
-        changes[key] = _coerce(key, raw.strip(), hints[key], owner)
+            raise UserError(f"{flag} {key}: {owner} has no such key; {hint}valid keys are {', '.join(sorted(fields))}")
+        changes[key] = _coerce(key, raw.strip(), hints[key], owner, flag)
     return dataclasses.replace(base, **changes)
 
 
@@ -141,10 +142,10 @@ def resolve(req: CellRequest) -> Cell:
         domain_base = domain_cls.config(req.preset)
     except KeyError as e:
         raise UserError(f"domain {req.domain} has no preset config: {e}") from None
-    domain_cfg = apply_sets(domain_cls.Config, domain_base, req.domain_sets, f"domain {req.domain}")
+    domain_cfg = apply_sets(domain_cls.Config, domain_base, req.domain_sets, f"domain {req.domain}", "--domain-set")
     if req.preset not in domain_cls.budgets:
         raise UserError(f"domain {req.domain} defines no budget for preset {req.preset!r}")
-    budget = domain_cls.budget(req.preset)
+    budget = apply_sets(Budget, domain_cls.budget(req.preset), req.budget_sets, "the budget", "--budget")
     config = {
         "algo": req.algo, "algo_config": dataclasses.asdict(algo_cfg),
         "domain": req.domain, "domain_config": dataclasses.asdict(domain_cfg),

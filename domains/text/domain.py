@@ -225,6 +225,7 @@ class TextDomain(Domain):
         c = self.cfg
         self.tokenizer = build_tokenizer(T.vocabulary())
         rng = random.Random(c.seed)
+        torch.manual_seed(c.seed)  # model initialisation
         model = GPT2LMHeadModel(self._model_config())
         policy = AutoregressivePolicy(model, response_len=c.response_len, eos_id=EOS, pad_id=PAD)
         sources = list(c.mixture)

@@ -1,0 +1,59 @@
+"""Conditions change data and feedback as documented."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from benchmark.conditions import CONDITIONS
+from benchmark.feedback import gold_utility
+from benchmark.progress import Progress
+from benchmark.runner import CellRequest, make_instance, prepare_domain, resolve
+
+
+@pytest.fixture(scope="module")
+def text(cache):
+    cell = resolve(CellRequest("dpo", "text", preset="smoke"))
+    d, _, _ = prepare_domain(cell.domain_cls, cell.domain_cfg, cache, torch.device("cpu"), Progress())
+    return d, cell.budget
+
+
+def _inst(text, name):
+    d, budget = text
+    return make_instance(d, CONDITIONS[name], budget, 0, torch.device("cpu"))[0]
+
+
+def test_partial_coverage_removes_the_best_region(text) -> None:
+    d, _ = text
+    gold = gold_utility(d.pool.components, d.oracle.weights)
+    cut = torch.quantile(gold, 0.7)
+    inst = _inst(text, "partial-coverage")
+    seen = d.oracle.gold(inst.offline.pairs.contexts, inst.offline.pairs.chosen)
+    assert (seen < cut).all()
+    assert (d.oracle.gold(_inst(text, "default").offline.pairs.contexts,
+                          _inst(text, "default").offline.pairs.chosen) >= cut).any()
+
+
+def test_low_budget_cuts_data_and_feedback(text) -> None:
+    low, full = _inst(text, "low-budget"), _inst(text, "default")
+    assert low.feedback.budget == round(full.feedback.budget * 0.1)
+    assert len(low.offline.pairs) < 0.3 * len(full.offline.pairs)
+
+
+def test_noisy_labels_agree_less_with_the_gold(text) -> None:
+    d, _ = text
+
+    def agreement(inst):
+        p = inst.offline.pairs
+        gw, gl = d.oracle.gold(p.contexts, p.chosen), d.oracle.gold(p.contexts, p.rejected)
+        decided = gw != gl
+        return (gw[decided] > gl[decided]).float().mean().item()
+
+    assert agreement(_inst(text, "noisy-labels")) < agreement(_inst(text, "default"))
+
+
+def test_conditions_do_not_depend_on_the_cell_seed(text) -> None:
+    d, budget = text
+    a = make_instance(d, CONDITIONS["default"], budget, 0, torch.device("cpu"))[0].offline.pairs
+    b = make_instance(d, CONDITIONS["default"], budget, 7, torch.device("cpu"))[0].offline.pairs
+    assert torch.equal(a.chosen.tokens, b.chosen.tokens), "the dataset is fixed per (domain, condition)"

@@ -1,0 +1,96 @@
+"""Losses against hand-computed values (ALGORITHMS.md cards 1a/1b) and basic identities."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from benchmark import objectives as O
+
+# card 1a: logps πc=−10, πr=−12, refc=−11, refr=−11.5, β=0.1 ⇒ Δ=1.5
+PI_W, PI_L, REF_W, REF_L = (torch.tensor([v]) for v in (-10.0, -12.0, -11.0, -11.5))
+
+
+def test_margin() -> None:
+    assert O.logratio_margin(PI_W, PI_L, REF_W, REF_L).item() == pytest.approx(1.5)
+
+
+def test_dpo_sigmoid_golden() -> None:
+    h = O.logratio_margin(PI_W, PI_L, REF_W, REF_L)
+    assert O.dpo_loss(h, 0.1).item() == pytest.approx(0.620957, abs=1e-6)
+
+
+def test_hinge_golden() -> None:
+    assert O.hinge_loss(torch.tensor([1.5]), 0.1).item() == pytest.approx(0.85, abs=1e-6)
+
+
+def test_robust_golden() -> None:
+    assert O.robust_dpo_loss(torch.tensor([1.5]), 0.1, 0.1).item() == pytest.approx(0.602207, abs=1e-6)
+
+
+def test_ipo_golden_unnormalised_and_trl_normalised() -> None:
+    assert O.ipo_loss(torch.tensor([1.5]), 0.1).item() == pytest.approx(12.25, abs=1e-6)
+    # TRL: each sequence log-ratio divided by its length (5 chosen tokens, 4 rejected)
+    h = O.logratio_margin(PI_W / 5, PI_L / 4, REF_W / 5, REF_L / 4)
+    assert O.ipo_loss(h, 0.1).item() == pytest.approx(21.855625, abs=1e-5)
+
+
+def test_kto_golden() -> None:
+    # card 1b: ρ_c=1, ρ_r=−0.5, z₀=0.2, β=0.1
+    rho = torch.tensor([1.0, -0.5])
+    loss = O.kto_loss(rho, torch.tensor([1, 0]), 0.2, 0.1)
+    assert loss[0].item() == pytest.approx(0.480011, abs=1e-6)
+    assert loss[1].item() == pytest.approx(0.482507, abs=1e-6)
+
+
+def test_kto_reference_point_is_clamped_and_detached() -> None:
+    pi = torch.tensor([-1.0, -2.0], requires_grad=True)
+    z0 = O.kto_reference_point(pi, torch.tensor([0.0, 0.0]))
+    assert z0.item() == 0.0 and not z0.requires_grad
+    z0 = O.kto_reference_point(torch.tensor([3.0, 1.0]), torch.tensor([1.0, 1.0]))
+    assert z0.item() == pytest.approx(1.0)
+
+
+def test_label_smoothing_and_soft_preference_agree() -> None:
+    h = torch.tensor([0.7, -0.3])
+    torch.testing.assert_close(O.dpo_loss(h, 0.5, 0.2), O.soft_preference_loss(h, 0.5, torch.tensor(0.8)))
+    torch.testing.assert_close(O.dpo_loss(h, 0.5), O.soft_preference_loss(h, 0.5, torch.tensor(1.0)))
+
+
+def test_bradley_terry_loss() -> None:
+    assert O.bradley_terry_loss(torch.tensor([2.0]), torch.tensor([1.0])).item() == pytest.approx(
+        math.log1p(math.exp(-1.0)))
+    centred = O.bradley_terry_loss(torch.tensor([2.0]), torch.tensor([1.0]), center=0.01)
+    assert centred.item() == pytest.approx(math.log1p(math.exp(-1.0)) + 0.09)
+
+
+def test_kl_estimators() -> None:
+    lp, lr = torch.tensor([-1.0, -2.0]), torch.tensor([-1.5, -1.0])
+    torch.testing.assert_close(O.kl_k1(lp, lr), torch.tensor([0.5, -1.0]))
+    torch.testing.assert_close(O.kl_k2(lp, lr), torch.tensor([0.125, 0.5]))
+    k3 = O.kl_k3(lp, lr)
+    assert (k3 >= 0).all()
+    torch.testing.assert_close(k3, torch.tensor([math.exp(-0.5) - 1 + 0.5, math.exp(1.0) - 1 - 1.0]))
+
+
+def test_gae_matches_a_hand_computation() -> None:
+    r = torch.tensor([[1.0, 0.0, 2.0]])
+    v = torch.tensor([[0.5, 0.2, 0.1, 0.0]])
+    d = torch.tensor([[0, 0, 1]])
+    adv, ret = O.gae(r, v, d, gamma=0.9, lam=0.8)
+    d2 = 2.0 - 0.1
+    d1 = 0.0 + 0.9 * 0.1 - 0.2
+    d0 = 1.0 + 0.9 * 0.2 - 0.5
+    a2 = d2
+    a1 = d1 + 0.9 * 0.8 * a2
+    a0 = d0 + 0.9 * 0.8 * a1
+    torch.testing.assert_close(adv, torch.tensor([[a0, a1, a2]]))
+    torch.testing.assert_close(ret, adv + v[:, :3])
+
+
+def test_expectile_loss_is_asymmetric() -> None:
+    u = torch.tensor([2.0, -2.0])
+    out = O.expectile_loss(u, 0.7)
+    torch.testing.assert_close(out, torch.tensor([0.7 * 4, 0.3 * 4]))

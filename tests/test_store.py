@@ -1,0 +1,65 @@
+"""The SQLite store: lifecycle of a cell, lookups, and bad paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from benchmark.errors import UserError
+from benchmark.store import Store
+
+KEY = dict(algo="dpo", domain="text", condition="default", preset="smoke", seed=0, config_hash="abc",
+           config={"x": 1}, code_version="v", packages={}, env={})
+
+
+def test_lifecycle_running_then_done(tmp_path: Path) -> None:
+    st = Store(tmp_path / "s.sqlite")
+    st.start(run_id="r1", **KEY)
+    rec = st.get("r1")
+    assert rec.status == "running" and rec.finished_at is None
+    st.finish("r1", status="done", metrics={"gold_reward": 1.5}, curves={"loss": [(0, 1.0)]}, feedback_used=3,
+              train_steps=6)
+    rec = st.get("r1")
+    assert rec.status == "done" and rec.metrics == {"gold_reward": 1.5} and rec.curves == {"loss": [[0, 1.0]]}
+    assert rec.wall_s is not None and rec.wall_s >= 0 and rec.feedback_used == 3
+    # a restart of the same cell replaces the row (one row per cell)
+    st.start(run_id="r1", **KEY)
+    assert [r.status for r in st.records()] == ["running"]
+
+
+def test_persists_across_connections_and_reads_only(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    with Store(path) as st:
+        st.start(run_id="r2", **KEY)
+        st.finish("r2", status="failed", reason="ValueError: boom")
+    ro = Store(path, readonly=True)
+    rec = ro.find("r")
+    assert rec.status == "failed" and rec.reason == "ValueError: boom"
+    assert ro.records(status="done") == [] and len(ro.records(status="failed")) == 1
+
+
+def test_find_prefix_errors(tmp_path: Path) -> None:
+    st = Store(tmp_path / "s.sqlite")
+    st.start(run_id="aa1", **KEY)
+    st.start(run_id="aa2", **{**KEY, "seed": 1})
+    with pytest.raises(UserError, match="ambiguous"):
+        st.find("aa")
+    with pytest.raises(UserError, match="no run 'zz'"):
+        st.find("zz")
+    assert st.find("aa2").seed == 1
+
+
+def test_missing_store_readonly_and_unwritable_path(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="no store at"):
+        Store(tmp_path / "none.sqlite", readonly=True)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(UserError, match="cannot write the store"):
+        Store(blocker / "s.sqlite")
+
+
+def test_finish_requires_a_started_cell(tmp_path: Path) -> None:
+    st = Store(tmp_path / "s.sqlite")
+    with pytest.raises(KeyError):
+        st.finish("never-started", status="done")
