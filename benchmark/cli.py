@@ -131,18 +131,31 @@ def list_cmd() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+ACCOUNTING = {"feedback_used", "train_steps", "online_samples_used", "wall_s", "eval_samples",
+              "reference_gold_reward", "target_gold_reward", "gold_reward_std"}
+
+
 def _metrics_table(rec: Any, title: str) -> Table:
-    t = Table(title=title, title_justify="left")
+    """Headline metrics, then the domain's own, each beside the reference's value."""
+    from rich.markup import escape
+
+    m = rec.metrics
+    t = Table(title=escape(title), title_justify="left")
     t.add_column("metric", style="bold")
     t.add_column("policy", justify="right")
     t.add_column("reference", justify="right")
-    ref = {"gold_reward": rec.metrics.get("reference_gold_reward"), "win_rate": 0.5, "kl_to_ref": 0.0,
-           "normalized_score": 0.0 if rec.metrics.get("reference_gold_reward") is not None else None}
-    keys = HEADLINE + sorted(k for k in rec.metrics if k not in HEADLINE)
-    for k in keys:
-        if k in rec.metrics:
-            r = ref.get(k)
-            t.add_row(k, _fmt(rec.metrics[k]), "" if r is None else _fmt(r))
+    ref = {"gold_reward": m.get("reference_gold_reward"), "win_rate": 0.5, "kl_to_ref": 0.0,
+           "kl_k3_to_ref": 0.0, "normalized_score": 0.0}
+    for k in [*HEADLINE, "kl_k3_to_ref"]:
+        if k in m:
+            r = ref.get(k, m.get(f"reference/{k}"))
+            t.add_row(k, _fmt(m[k]), "" if r is None else _fmt(r))
+    t.add_section()
+    for k in sorted(m):
+        if k in HEADLINE or k in ACCOUNTING or k.startswith("reference/") or k == "kl_k3_to_ref":
+            continue
+        r = m.get(f"reference/{k}")
+        t.add_row(k, _fmt(m[k]), "" if r is None else _fmt(r))
     return t
 
 
@@ -168,6 +181,7 @@ def run_cmd(
 ) -> None:
     """Run one cell: train, evaluate, store, print a table."""
     import torch
+    from rich.markup import escape
 
     from benchmark.cache import PreparationCache
     from benchmark.progress import Progress, RichProgress
@@ -183,11 +197,11 @@ def run_cmd(
     st = _open_store(store)
     existing = st.get(cell.run_id)
     if existing is not None and existing.status in ("done", "na") and not force:
-        console.print(f"[yellow]cell {cell.run_id} ({cell.label}) is already {existing.status}; "
+        console.print(f"[yellow]cell {cell.run_id} ({escape(cell.label)}) is already {existing.status}; "
                       "showing the stored result (--force runs it again)[/]")
         rec = existing
     else:
-        console.print(f"[bold]{cell.label}[/]  run [cyan]{cell.run_id}[/]  store {st.path}")
+        console.print(f"[bold]{escape(cell.label)}[/]  run [cyan]{cell.run_id}[/]  store {st.path}")
         t0 = time.perf_counter()
         prog = Progress() if quiet else RichProgress(console=console)
         with prog if isinstance(prog, RichProgress) else contextlib.nullcontext():
@@ -206,11 +220,16 @@ def _print_record(rec: Any) -> None:
     if rec.status != "done":
         return
     console.print(_metrics_table(rec, f"{rec.algo} on {rec.domain} [{rec.condition}, {rec.preset}, seed {rec.seed}]"))
-    tm = rec.timings
+    tm, m, budget = rec.timings, rec.metrics, rec.config.get("budget", {})
+    console.print(
+        f"target (best-of-N reference) gold reward {_fmt(m.get('target_gold_reward'))}  |  "
+        f"steps {rec.train_steps}/{budget.get('steps')}  feedback {rec.feedback_used}/{budget.get('feedback')}  "
+        f"online samples {rec.online_samples}/{budget.get('online_samples')}"
+    )
     console.print(
         f"run [cyan]{rec.run_id}[/]  prepare {tm.get('prepare_s', 0):.1f}s"
         f"{' (built now)' if tm.get('prepared_now') else ' (cached)'}  train {tm.get('train_s', 0):.1f}s  "
-        f"eval {tm.get('eval_s', 0):.1f}s  feedback used {rec.feedback_used}  steps {rec.train_steps}"
+        f"eval {tm.get('eval_s', 0):.1f}s"
     )
     for a in rec.artifacts:
         console.print(f"artifact: {a}")
@@ -233,18 +252,24 @@ def runs_cmd(
         fail(f"--status {status}: use running, done, failed or na")
     st = _open_store(store, readonly=True)
     recs = st.records(domain=domain, algo=algo, status=status)
-    t = Table(title=f"{len(recs)} cells in {st.path}", title_justify="left")
-    for col in ["run", "algo", "domain", "condition", "preset", "seed", "status", "gold", "win", "KL", "norm",
-                "wall s", "code"]:
-        t.add_column(col, justify="right" if col in ("seed", "gold", "win", "KL", "norm", "wall s") else "left")
+    from rich import box
+
+    t = Table(title=f"{len(recs)} cells in {st.path}", title_justify="left", box=box.SIMPLE_HEAD,
+              pad_edge=False, padding=(0, 1), collapse_padding=True, show_edge=False)
+    t.add_column("run", no_wrap=True, min_width=12, style="cyan")
+    for col in ["algo", "domain", "condition", "preset", "seed", "status", "gold", "win", "KL", "norm", "wall s",
+                "code"]:
+        t.add_column(col, justify="right" if col in ("seed", "gold", "win", "KL", "norm", "wall s") else "left",
+                     no_wrap=True)
+    fmts = {"gold_reward": "{:.3f}", "win_rate": "{:.3f}", "kl_to_ref": "{:.3f}", "normalized_score": "{:.1f}"}
     for r in recs:
         m = r.metrics
+        code = r.code_version[:7] + ("*" if r.code_version.endswith("+dirty") else "")
         t.add_row(r.run_id, r.algo, r.domain, r.condition, r.preset, str(r.seed),
                   {"done": "[green]done[/]", "failed": "[red]failed[/]", "na": "[yellow]n/a[/]"}.get(
                       r.status, r.status),
-                  *(_fmt(m[k]) if k in m else "" for k in ["gold_reward", "win_rate", "kl_to_ref",
-                                                            "normalized_score"]),
-                  _fmt(r.wall_s) if r.wall_s else "", r.code_version)
+                  *(fmt.format(m[k]) if k in m else "" for k, fmt in fmts.items()),
+                  f"{r.wall_s:.0f}" if r.wall_s else "", code)
     console.print(t)
 
 
@@ -262,7 +287,7 @@ def show_cmd(
     if as_json:
         sys.stdout.write(json.dumps(dataclasses.asdict(rec), indent=2, sort_keys=True, default=str) + "\n")
         return
-    console.print(f"[bold]{rec.algo} × {rec.domain}[/] [{rec.condition}, {rec.preset}, seed {rec.seed}]  "
+    console.print(f"[bold]{rec.algo} × {rec.domain}[/] \\[{rec.condition}, {rec.preset}, seed {rec.seed}]  "
                   f"run [cyan]{rec.run_id}[/]  status {rec.status}" + (f" ({rec.reason})" if rec.reason else ""))
     console.print(f"code {rec.code_version}  config hash {rec.config_hash}  "
                   f"torch {rec.packages.get('torch')}  device {rec.env.get('device')}")

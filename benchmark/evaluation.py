@@ -125,6 +125,8 @@ class Evaluator:
         }
         for key, v in d.oracle.metrics(ctx_rep, samples, k).items():
             metrics[key] = float(v)
+        for key, v in self.stats.get("ref_metrics", {}).items():
+            metrics[f"reference/{key}"] = float(v)
         return metrics
 
 

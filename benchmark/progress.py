@@ -53,7 +53,7 @@ class RichProgress(Progress):
 
         self._rp = _RP(
             TextColumn("[progress.description]{task.description}"),
-            BarColumn(),
+            BarColumn(bar_width=28),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
@@ -72,7 +72,9 @@ class RichProgress(Progress):
 
     @contextlib.contextmanager
     def task(self, description: str, total: int | None) -> Iterator[Task]:
-        task_id = self._rp.add_task(description, total=total, info="")
+        from rich.markup import escape
+
+        task_id = self._rp.add_task(escape(description), total=total, info="")
         try:
             yield Task(self, task_id)
         finally:
@@ -85,7 +87,8 @@ class RichProgress(Progress):
         self._rp.advance(task_id, n)
 
     def _log(self, task_id: Any, step: int, metrics: Mapping[str, float]) -> None:
-        info = "  ".join(f"{k}={v:.3g}" for k, v in list(metrics.items())[:3])
+        info = "  ".join(f"{k}={v:.3g}" for k, v in list(metrics.items())[:2])
+        info = info if len(info) <= 36 else info[:35] + "…"
         self._rp.update(task_id, info=info)
 
     def note(self, message: str) -> None:
