@@ -1,0 +1,137 @@
+"""The runner's failure paths: crashes, divergence, budgets and n/a cells; config overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import pytest
+import torch
+
+from benchmark.api import Algorithm, RunContext
+from benchmark.errors import UserError
+from benchmark.registry import ALGORITHMS
+from benchmark.runner import CellRequest, apply_sets, resolve, run_cell
+from benchmark.store import Store
+
+
+@dataclass
+class NoCfg:
+    pass
+
+
+class Crash(Algorithm):
+    name = "test-crash"
+    Config = NoCfg
+
+    def train(self, ctx: RunContext, cfg: NoCfg):
+        raise ValueError("boom in train")
+
+
+class Diverge(Algorithm):
+    name = "test-diverge"
+    Config = NoCfg
+
+    def train(self, ctx: RunContext, cfg: NoCfg):
+        policy = ctx.domain.make_policy()
+        with torch.no_grad():
+            for p in policy.parameters():
+                p.fill_(float("nan"))
+        return policy
+
+
+class Greedy(Algorithm):
+    name = "test-greedy"
+    Config = NoCfg
+    requires = frozenset({"feedback"})
+
+    def train(self, ctx: RunContext, cfg: NoCfg):
+        ref = ctx.domain.reference
+        ctx_ = ctx.domain.train_contexts[:8]
+        a = ctx.sample(ref, ctx_)
+        while True:
+            ctx.domain.feedback.compare(ctx_, a, a)
+
+
+class NeedsTrajectories(Algorithm):
+    name = "test-needs-trajectories"
+    Config = NoCfg
+    requires = frozenset({"offline:trajectories"})
+
+    def train(self, ctx: RunContext, cfg: NoCfg):
+        raise AssertionError("an n/a cell must not train")
+
+
+@pytest.fixture()
+def registered() -> Iterator[None]:
+    for cls in (Crash, Diverge, Greedy, NeedsTrajectories):
+        ALGORITHMS.add(cls.name, cls)
+    yield
+    for cls in (Crash, Diverge, Greedy, NeedsTrajectories):
+        ALGORITHMS._loaded.pop(cls.name, None)
+
+
+def _run(algo: str, home: Path, cache) -> tuple:
+    store = Store(home / "s.sqlite")
+    return run_cell(resolve(CellRequest(algo, "text", preset="smoke")), store=store, cache=cache), store
+
+
+def test_a_crash_is_stored_as_failed_with_reason_and_traceback(registered, home: Path, cache) -> None:
+    rec, store = _run("test-crash", home, cache)
+    assert rec.status == "failed" and rec.reason == "ValueError: boom in train"
+    tb = Path(rec.artifacts[0])
+    assert tb.exists() and "boom in train" in tb.read_text() and "Traceback" in tb.read_text()
+    # a failed cell is not done: the next invocation runs it again
+    again = run_cell(resolve(CellRequest("test-crash", "text", preset="smoke")), store=store, cache=cache)
+    assert again.status == "failed" and again.started_at > rec.started_at
+
+
+def test_divergence_marks_the_cell_failed(registered, home: Path, cache) -> None:
+    rec, _ = _run("test-diverge", home, cache)
+    assert rec.status == "failed"
+    assert "non-finite" in rec.reason or "nan" in rec.reason.lower()
+
+
+def test_going_over_the_feedback_budget_fails_the_cell_and_counts(registered, home: Path, cache) -> None:
+    rec, _ = _run("test-greedy", home, cache)
+    assert rec.status == "failed" and rec.reason.startswith("FeedbackBudgetExceeded")
+    budget = resolve(CellRequest("dpo", "text", preset="smoke")).budget
+    assert rec.feedback_used == budget.feedback and rec.online_samples == 8
+
+
+def test_missing_data_is_an_na_cell_with_a_reason(registered, home: Path, cache) -> None:
+    rec, _ = _run("test-needs-trajectories", home, cache)
+    assert rec.status == "na" and "offline:trajectories" in rec.reason
+
+
+@dataclass
+class Typed:
+    lr: float = 0.1
+    steps: int = 3
+    flag: bool = False
+    mode: Literal["a", "b"] = "a"
+    maybe: int | None = None
+    widths: tuple = (1, 2)
+
+
+def test_apply_sets_parses_types() -> None:
+    out = apply_sets(Typed, Typed(), ["lr=0.5", "steps=7", "flag=true", "mode=b", "maybe=none", "widths=[3, 4]"],
+                     "test")
+    assert dataclasses.astuple(out) == (0.5, 7, True, "b", None, (3, 4))
+    assert apply_sets(Typed, Typed(), ["maybe=4"], "test").maybe == 4
+    for bad, msg in [("steps=1.5", "expects int"), ("flag=maybe", "expects bool"), ("mode=c", "must be one of"),
+                     ("nokey=1", "no such key"), ("lr", "write key=value")]:
+        with pytest.raises(UserError, match=msg):
+            apply_sets(Typed, Typed(), [bad], "test")
+
+
+def test_run_ids_follow_the_config() -> None:
+    a = resolve(CellRequest("dpo", "text", preset="smoke"))
+    b = resolve(CellRequest("dpo", "text", preset="smoke"))
+    c = resolve(CellRequest("dpo", "text", preset="smoke", sets=("beta=0.2",)))
+    d = resolve(CellRequest("dpo", "text", preset="smoke", seed=1))
+    assert a.run_id == b.run_id and len({a.run_id, c.run_id, d.run_id}) == 3
+    assert c.config["algo_config"]["beta"] == 0.2
