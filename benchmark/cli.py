@@ -470,6 +470,58 @@ def grid_cmd(
 
 
 # ---------------------------------------------------------------------------------------------
+# bench leaderboard
+# ---------------------------------------------------------------------------------------------
+
+
+@command("leaderboard")
+def leaderboard_cmd(
+    fmt: Annotated[str, typer.Option("--format", "-f", help="md | csv | latex | html, a comma list, or all.")] = "md",
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Directory to write files (and plots) into; "
+                                             "without it the table goes to the terminal.")] = None,
+    store: StoreOpt = None,
+    preset: Annotated[str | None, typer.Option("--preset", "-p", help="Which preset's cells (needed when the "
+                                               "store holds several).")] = None,
+    domains: Annotated[str | None, typer.Option("--domains", "-d", help="Comma list of domains (default: all "
+                                                "in the store).")] = None,
+    conditions: Annotated[str | None, typer.Option("--conditions", "-c", help="Comma list of conditions "
+                                                   "(default: all in the store).")] = None,
+    reps: Annotated[int, typer.Option("--reps", help="Bootstrap resamples for the aggregate intervals (rliable "
+                                      "uses 50000 for publication).")] = 2000,
+    seed: Annotated[int, typer.Option("--bootstrap-seed", help="random_state of every bootstrap.")] = 0,
+    baseline: Annotated[str | None, typer.Option("--baseline", help="Entry that probability of improvement is "
+                                                 "measured against (default: dpo, if on the board).")] = None,
+) -> None:
+    """Tables (per domain, cross-domain with rliable), plots and a static page from the store."""
+    from benchmark.registry import parse_conditions
+    from leaderboard.aggregate import aggregates, load_board
+    from leaderboard.site import parse_formats, render, write
+
+    formats = parse_formats(fmt)
+    if out is None and (len(formats) > 1 or formats == ["html"]):
+        fail(f"--format {fmt}: writes files (a page with images, or several formats); pass --out DIR")
+    if reps < 100:
+        fail(f"--reps {reps}: use at least 100 bootstrap resamples (2000 by default)")
+    dom_list = [d.strip() for d in domains.split(",") if d.strip()] if domains else None
+    cond_list = parse_conditions(conditions) if conditions else None
+    board = load_board(store or None, preset=preset, domains=dom_list, conditions=cond_list)
+    aggs = aggregates(board, reps=reps, seed=seed, baseline=baseline)
+    if out is None:
+        sys.stdout.write(render(board, aggs, formats[0]))
+        return
+    try:
+        files = write(board, aggs, formats, out)
+    except OSError as e:
+        fail(f"cannot write to {out}: {e.strerror or e}; pass --out to a writable directory")
+    counts = board.status_counts()
+    console.print(f"leaderboard of {len(board.records)} cells ({counts.get('done', 0)} done) from {board.store}, "
+                  f"preset {board.preset}: wrote {len(files)} files to {out}")
+    for f in files:
+        if f.suffix != ".svg" and f.parent == out:
+            console.print(f"  {f}")
+
+
+# ---------------------------------------------------------------------------------------------
 
 
 def main() -> None:
