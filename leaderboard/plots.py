@@ -78,8 +78,10 @@ def bars(board: Board, domain: str, out: Path) -> tuple[str, str] | None:
             errs.append(s.half if s.half is not None else 0.0)
             pts = [r.metrics[SCORE] for r in g.done]
             ax.scatter([x] * len(pts), pts, s=8, color="black", zorder=3, linewidths=0)
-        ax.bar(xs, ms, width * 0.9, yerr=errs, color=colors[e.label], label=e.label, capsize=3,
-               error_kw={"elinewidth": 1})
+        if xs:
+            ax.bar(xs, ms, width * 0.9, yerr=errs, color=colors[e.label], label=e.label, capsize=3,
+                   error_kw={"elinewidth": 1})
+    ax.set_xlim(-0.5, len(tasks) - 0.5)
     ax.axhline(0, color="0.3", lw=0.8)
     ax.axhline(100, color="0.3", lw=0.8, ls="--")
     ax.set_xticks(range(len(tasks)), [t.condition if t.label == domain else f"{t.condition}\n{t.label}"

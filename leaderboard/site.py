@@ -26,7 +26,7 @@ nav a{margin-right:.8rem;font-size:.9rem}
 table{border-collapse:collapse;font-size:.85rem;margin:.4rem 0 .2rem}
 th,td{padding:.25rem .6rem;border-bottom:1px solid #e4e4e4;text-align:right;white-space:nowrap}
 th:first-child,td:first-child{text-align:left}
-td.note{text-align:left;white-space:normal;color:#666;max-width:28rem}
+td.note,th.note{text-align:left;white-space:normal;color:#666;max-width:28rem}
 th{cursor:pointer;background:#f5f5f5;user-select:none}th:after{content:" \\2195";color:#aaa;font-size:.75em}
 th.asc:after{content:" \\2191";color:#333}th.desc:after{content:" \\2193";color:#333}
 td.best{font-weight:700;background:#eaf5ea}td.missing{color:#a33}
@@ -63,7 +63,7 @@ def _e(s: str) -> str:
 def _table_html(t: Table) -> str:
     out = [f'<h2 id="{_e(t.key)}">{_e(t.title)}</h2>', f'<p class="caption">{_e(t.caption)}</p>',
            f'<div class="scroll"><table class="sortable" data-kind="{_e(t.kind)}"><thead><tr>']
-    out += [f"<th>{_e(c)}</th>" for c in t.columns]
+    out += [f'<th class="note">{_e(c)}</th>' if c == "notes" else f"<th>{_e(c)}</th>" for c in t.columns]
     out.append("</tr></thead><tbody>")
     for row in t.rows:
         out.append("<tr>")
