@@ -131,7 +131,7 @@ def domain_tables(board: Board) -> list[Table]:
 
 
 def aggregate_table(agg: Aggregate) -> Table:
-    scope = ("all domains" if agg.scope == "all" else
+    scope = ("all domains of the condition" if agg.scope == "all" else
              f"only the domains where every entry has cells ({', '.join(t.label for t in agg.tasks)})")
     caption = (f"normalized_score aggregated with rliable over {len(agg.tasks)} task(s) = domains of condition "
                f"{agg.condition} ({', '.join(t.label for t in agg.tasks)}); runs = training seeds. "
@@ -140,7 +140,8 @@ def aggregate_table(agg: Aggregate) -> Table:
                f"of per-domain means; optimality gap: mean shortfall below γ = 100 (lower is better)")
     if agg.baseline:
         caption += f"; P(> {agg.baseline}): probability of improvement over {agg.baseline}"
-    caption += ". Entries without done cells on every domain are shown as missing, never averaged over fewer."
+    caption += ". Entries without done cells on every domain are shown as missing, never averaged over fewer"
+    caption += f". Scope: {scope}."
     columns = ["entry", "seeds/domain", *STATISTICS]
     if agg.baseline:
         columns.append(f"P(> {agg.baseline})")
@@ -185,7 +186,7 @@ def aggregate_table(agg: Aggregate) -> Table:
                      "condition": agg.condition, "entry": label, "algo": label.split(" ")[0], "metric": "IQM",
                      "estimate": None, "ci_low": None, "ci_high": None, "n_seeds": 0, "best": False, "note": reason})
     title = f"cross-domain — {agg.condition}" + ("" if agg.scope == "all" else " (common domains)")
-    return Table(f"aggregate-{agg.condition}-{agg.scope}", title, caption.replace("all domains", scope), columns,
+    return Table(f"aggregate-{agg.condition}-{agg.scope}", title, caption, columns,
                  rows, "aggregate", long)
 
 

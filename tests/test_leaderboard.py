@@ -249,3 +249,77 @@ def test_html_page_renders_in_headless_chromium(board_home: Path, tmp_path: Path
     keep = os.environ.get("PREFBENCH_SCREENSHOT")
     if keep:  # to look at it: PREFBENCH_SCREENSHOT=/tmp/shot.png pytest tests/test_leaderboard.py
         shutil.copy(shot, keep)
+
+
+# ---------------------------------------------------------------------------------------------
+# a board with holes: two domains, an n/a algorithm, a failed cell, uneven seeds, two configs
+# ---------------------------------------------------------------------------------------------
+
+
+def _record(algo: str, domain: str, seed: int, status: str, score: float | None = None, reason: str | None = None,
+            beta: float = 0.1, condition: str = "default"):
+    from benchmark.store import Record
+
+    metrics = {} if score is None else {"normalized_score": score, "gold_reward": score / 100, "win_rate": 0.5,
+                                        "kl_to_ref": 0.01, "diversity": 1.0, "feedback_used": 0.0}
+    cfg = {"algo_config": {"beta": beta}, "budget": {"steps": 10}, "domain_config": {"size": 1}}
+    return Record(run_id=f"{algo}-{beta}-{domain}-{condition}-{seed}", algo=algo, domain=domain, condition=condition,
+                  preset="smoke", seed=seed, config_hash="h", config=cfg, code_version="abc123", packages={}, env={},
+                  status=status, reason=reason, metrics=metrics, curves={}, timings={}, artifacts=[],
+                  feedback_used=0, online_samples=0, train_steps=10, started_at=1.0, finished_at=2.0, wall_s=1.0)
+
+
+@pytest.fixture()
+def holey_store(tmp_path: Path) -> Path:
+    """Stored records written directly (the leaderboard reads only the store): domains a and b;
+    x on both (3 seeds on a, 2 on b); y n/a on b; z failed once on a; dpo in two configurations."""
+    store = Store(tmp_path / "s.sqlite")
+    for s, v in enumerate([10.0, 20.0, 30.0]):
+        store.put(_record("x", "a", s, "done", v))
+        store.put(_record("y", "a", s, "done", v + 100))
+        store.put(_record("dpo", "a", s, "done", v + 5))
+        store.put(_record("dpo", "a", s, "done", v + 7, beta=0.05))
+        store.put(_record("dpo", "b", s, "done", v))
+        store.put(_record("dpo", "b", s, "done", v, beta=0.05))
+        store.put(_record("y", "b", s, "na", reason="domain b lacks offline:trajectories"))
+        if s < 2:
+            store.put(_record("x", "b", s, "done", v + 1))
+            store.put(_record("z", "a", s, "done", v))
+        else:
+            store.put(_record("z", "a", s, "failed", reason="RuntimeError: diverged"))
+        store.put(_record("z", "b", s, "done", v))
+    store.close()
+    return tmp_path / "s.sqlite"
+
+
+def test_missing_entries_are_never_averaged_over_fewer_domains(holey_store: Path) -> None:
+    from leaderboard.tables import build_tables, to_markdown
+
+    board = load_board(holey_store)
+    labels = [e.label for e in board.entries]
+    assert labels == ["dpo (beta=0.05)", "dpo (beta=0.1)", "x", "y", "z"]
+    aggs = aggregates(board, reps=200, baseline="x")
+    full, common = aggs
+    assert full.scope == "all" and [t.domain for t in full.tasks] == ["a", "b"]
+    assert "y" in full.missing and "n/a: domain b lacks offline:trajectories" in full.missing["y"]
+    assert "y" not in full.stats
+    # x: 3 seeds on a, 2 on b -> the first 2 seeds of each, with a note
+    assert full.runs["x"] == 2 and full.matrices["x"].tolist() == [[10.0, 11.0], [20.0, 21.0]]
+    assert "2 seeds per domain" in full.notes["x"]
+    # z: one failed cell on a leaves 2 done seeds there
+    assert full.runs["z"] == 2
+    assert full.stats["x"]["mean"].estimate == pytest.approx((15.0 + 16.0) / 2)
+    assert full.baseline == "x" and "x" not in full.improvement and "z" in full.improvement
+    # the second aggregate covers only domain a, where every entry has cells, and says so
+    assert common.scope == "common" and [t.domain for t in common.tasks] == ["a"] and "y" in common.stats
+    md = to_markdown(board, build_tables(board, aggs))
+    assert "cross-domain — default (common domains)" in md and "only the domains where every entry has cells" in md
+    y_rows = [ln for ln in md.splitlines() if ln.startswith("| y |")]
+    assert any("missing" in ln and "n/a: domain b lacks" in ln for ln in y_rows)
+    assert any("n/a" in ln for ln in y_rows)
+    z_row = next(ln for ln in md.splitlines() if ln.startswith("| z | 2 |") and "±" in ln)
+    assert "1 failed: RuntimeError: diverged" in z_row
+    # y is best on a with disjoint intervals: marked; nothing else in that column is
+    a_table = md.split("## a — default\n")[1].split("## ")[0]
+    assert "**" in next(ln for ln in a_table.splitlines() if ln.startswith("| y |"))
+    assert sum("**" in ln for ln in a_table.splitlines()) == 1
