@@ -172,13 +172,14 @@ class ProcessExecutor(Executor):
         cells = list(cells)
         if not cells:
             return
-        pool = self._pool(min(self.workers, len(cells)), settings)
+        size = min(self.workers, len(cells))
+        pool = self._pool(size, settings)
         try:
             failed_prep = yield from self._prepare(pool, cells, settings, on_start, progress)
             pending = deque(c for c in cells if c.run_id not in failed_prep)
             inflight: dict[Future, Cell] = {}
             while pending or inflight:
-                while pending and len(inflight) < self.workers:
+                while pending and len(inflight) < size:  # one task per worker: `running` rows really run
                     cell = pending.popleft()
                     on_start(cell)
                     inflight[pool.submit(_run_in_worker, cell, settings)] = cell
@@ -196,7 +197,8 @@ class ProcessExecutor(Executor):
                     inflight.clear()
                     self._stop(pool)
                     yield from self._isolate(suspects, settings, progress)
-                    pool = self._pool(min(self.workers, len(pending) or 1), settings)
+                    size = min(self.workers, len(pending) or 1)
+                    pool = self._pool(size, settings)
         finally:
             self._stop(pool)
 
