@@ -403,6 +403,13 @@ def grid_cmd(
     from benchmark.runner import CellRequest, default_device, resolve
 
     dev = device or default_device()
+    if not (dev == "cpu" or dev.startswith("cuda") or dev == "mps"):
+        fail(f"--device {dev}: use cpu or cuda[:N]")
+    if dev.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            fail(f"--device {dev}: no CUDA device is visible here; use --device cpu")
     algo_names = ALGORITHMS.parse(algos)
     domain_names = DOMAINS.parse(domains)
     cond_names = parse_conditions(conditions)
