@@ -330,6 +330,205 @@ def _spark(vals: list[float], width: int = 24) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# bench grid
+# ---------------------------------------------------------------------------------------------
+
+
+def _parse_seeds(spec: str) -> list[int]:
+    """``N`` (seeds 0..N-1) or a comma list (``0,3,7``)."""
+    try:
+        if "," in spec:
+            seeds = sorted({int(s) for s in spec.split(",") if s.strip()})
+        else:
+            seeds = list(range(int(spec)))
+    except ValueError:
+        raise UserError(f"--seeds {spec}: give a count (--seeds 3: seeds 0, 1, 2) or a list (--seeds 0,3,7)") from None
+    if not seeds or min(seeds) < 0:
+        raise UserError(f"--seeds {spec}: give at least one non-negative seed")
+    return seeds
+
+
+def _cell_line(rec: Any, seconds: float, done: int, total: int) -> str:
+    from rich.markup import escape
+
+    label = escape(f"{rec.algo} × {rec.domain} [{rec.condition}, seed {rec.seed}]")
+    head = f"[dim]{done:>{len(str(total))}}/{total}[/] "
+    if rec.status == "done":
+        m = rec.metrics
+        return (f"{head}[green]done[/]   {label}  norm {_fmt(m.get('normalized_score'))}  "
+                f"gold {_fmt(m.get('gold_reward'))}  KL {_fmt(m.get('kl_to_ref'))}  {seconds:.1f}s")
+    if rec.status == "na":
+        return f"{head}[yellow]n/a[/]    {label}  {escape(str(rec.reason))}"
+    return f"{head}[red]failed[/] {label}  {escape(str(rec.reason))}  {seconds:.1f}s"
+
+
+@command("grid")
+def grid_cmd(
+    algos: Annotated[str, typer.Option("--algos", "-a", help="'all' or a comma list of algorithms.")] = "all",
+    domains: Annotated[str, typer.Option("--domains", "-d", help="'all' or a comma list of domains.")] = "all",
+    conditions: Annotated[str, typer.Option("--conditions", "-c", help="'all' or a comma list of conditions."
+                                            )] = "default",
+    seeds: Annotated[str, typer.Option("--seeds", "-s", help="A count N (seeds 0..N-1) or a list 0,3,7.")] = "3",
+    preset: Annotated[str, typer.Option("--preset", "-p", help="smoke | quick | standard | full")] = "quick",
+    sets: Annotated[list[str] | None, typer.Option("--set", help="Algorithm config override key=value (applied to "
+                                                   "every algorithm that has the key).")] = None,
+    domain_sets: Annotated[
+        list[str] | None, typer.Option("--domain-set", help="Domain config override key=value.")] = None,
+    budget_sets: Annotated[list[str] | None, typer.Option("--budget", help="Budget override key=value.")] = None,
+    executor: Annotated[str, typer.Option("--executor", "-e", help="local (in-process) | process (a pool)")
+                        ] = "local",
+    workers: Annotated[int | None, typer.Option("--workers", "-j", help="Worker processes (process executor; "
+                                                "default: the number of cores).")] = None,
+    threads: Annotated[int | None, typer.Option("--threads", help="torch threads per worker (process "
+                                                "executor; default: cores ÷ workers).")] = None,
+    store: StoreOpt = None,
+    cache: Annotated[Path | None, typer.Option("--cache", help="Preparation cache directory.")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="cpu | cuda (default $PREFBENCH_DEVICE or cpu)")
+                      ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Run every cell again, even done ones.")] = False,
+    skip_failed: Annotated[bool, typer.Option("--skip-failed", help="Keep failed cells as they are (by default "
+                                              "they run again, like interrupted ones).")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would run, run nothing.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars (one line per cell stays).")
+                     ] = False,
+) -> None:
+    """Run every (algorithm × domain × condition × seed) cell not already done; resumable."""
+    import dataclasses
+
+    from rich.markup import escape
+
+    from benchmark.executors import Settings, get_executor, plan_grid, run_grid
+    from benchmark.progress import Progress, RichProgress
+    from benchmark.registry import ALGORITHMS, DOMAINS, parse_conditions
+    from benchmark.runner import CellRequest, default_device, resolve
+
+    dev = device or default_device()
+    if not (dev == "cpu" or dev.startswith("cuda") or dev == "mps"):
+        fail(f"--device {dev}: use cpu or cuda[:N]")
+    if dev.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            fail(f"--device {dev}: no CUDA device is visible here; use --device cpu")
+    algo_names = ALGORITHMS.parse(algos)
+    domain_names = DOMAINS.parse(domains)
+    cond_names = parse_conditions(conditions)
+    seed_list = _parse_seeds(seeds)
+    ex = get_executor(executor, workers)
+    if threads is not None and threads < 1:
+        fail(f"--threads {threads}: use a positive number")
+    sets = list(sets or ())
+    for item in sets:  # a --set must name a key of at least one algorithm in the grid
+        key = item.partition("=")[0].strip()
+        if "=" in item and not any(key in {f.name for f in dataclasses.fields(ALGORITHMS.get(a).Config)}
+                                   for a in algo_names):
+            fail(f"--set {key}: none of the algorithms {', '.join(algo_names)} has this key")
+    cells = []
+    for domain in domain_names:
+        for seed in seed_list:
+            for cond in cond_names:
+                for algo in algo_names:
+                    cfg_keys = {f.name for f in dataclasses.fields(ALGORITHMS.get(algo).Config)}
+                    own = tuple(s for s in sets if "=" not in s or s.partition("=")[0].strip() in cfg_keys)
+                    cells.append(resolve(CellRequest(algo, domain, cond, seed, preset, own,
+                                                     tuple(domain_sets or ()), tuple(budget_sets or ()))))
+    st = _open_store(store)
+    todo, kept = plan_grid(cells, st, force=force, rerun_failed=not skip_failed)
+    total = len(todo) + len(kept)
+    console.print(f"[bold]grid[/]: {len(algo_names)} algorithm(s) × {len(domain_names)} domain(s) × "
+                  f"{len(cond_names)} condition(s) × {len(seed_list)} seed(s) = {total} cells, preset {preset}; "
+                  f"{len(kept)} already stored, {len(todo)} to run on the {ex.name} executor"
+                  + (f" ({ex.workers} workers)" if ex.name != "local" else "") + f"; store {st.path}")
+    if dry_run:
+        for c in todo:
+            console.print(f"would run {c.run_id}  {escape(c.label)}")
+        return
+    settings = Settings(home=str(st.path.parent), cache_dir=str(cache) if cache else None, device=dev,
+                        threads=threads)
+    t0 = time.perf_counter()
+    starts: dict[str, float] = {}
+    counter = {"n": 0}
+    prog = Progress() if quiet else RichProgress(console=console, remove_finished=True)
+
+    def on_start(cell: Any) -> None:
+        starts[cell.run_id] = time.perf_counter()
+
+    records: list[Any] = []
+    live = prog if isinstance(prog, RichProgress) else contextlib.nullcontext()
+    with live, prog.task(f"grid: {len(todo)} cells", len(todo)) as overall:
+        def on_result(cell: Any, rec: Any) -> None:
+            counter["n"] += 1
+            overall.advance()
+            took = time.perf_counter() - starts.get(cell.run_id, t0)
+            console.print(_cell_line(rec, took, counter["n"], len(todo)), highlight=False)
+            records.append(rec)
+
+        run_grid(todo, st, ex, settings, progress=prog, on_start=on_start, on_result=on_result)
+    n = {s: sum(r.status == s for r in records) for s in ("done", "na", "failed")}
+    console.print(f"[bold]grid finished[/] in {time.perf_counter() - t0:.1f}s: ran {len(records)} cells "
+                  f"({n['done']} done, {n['na']} n/a, {n['failed']} failed), {len(kept)} already stored; "
+                  f"`bench leaderboard` tabulates the store")
+    if n["failed"]:
+        for r in records:
+            if r.status == "failed":
+                err_console.print(f"[red]failed[/] {r.run_id} {escape(r.algo)} × {escape(r.domain)} "
+                                  f"[{escape(r.condition)}, seed {r.seed}]: {escape(str(r.reason))}", highlight=False)
+        raise typer.Exit(1)
+
+
+# ---------------------------------------------------------------------------------------------
+# bench leaderboard
+# ---------------------------------------------------------------------------------------------
+
+
+@command("leaderboard")
+def leaderboard_cmd(
+    fmt: Annotated[str, typer.Option("--format", "-f", help="md | csv | latex | html, a comma list, or all.")] = "md",
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Directory to write files (and plots) into; "
+                                             "without it the table goes to the terminal.")] = None,
+    store: StoreOpt = None,
+    preset: Annotated[str | None, typer.Option("--preset", "-p", help="Which preset's cells (needed when the "
+                                               "store holds several).")] = None,
+    domains: Annotated[str | None, typer.Option("--domains", "-d", help="Comma list of domains (default: all "
+                                                "in the store).")] = None,
+    conditions: Annotated[str | None, typer.Option("--conditions", "-c", help="Comma list of conditions "
+                                                   "(default: all in the store).")] = None,
+    reps: Annotated[int, typer.Option("--reps", help="Bootstrap resamples for the aggregate intervals (rliable "
+                                      "uses 50000 for publication).")] = 2000,
+    seed: Annotated[int, typer.Option("--bootstrap-seed", help="random_state of every bootstrap.")] = 0,
+    baseline: Annotated[str | None, typer.Option("--baseline", help="Entry that probability of improvement is "
+                                                 "measured against (default: dpo, if on the board).")] = None,
+) -> None:
+    """Tables (per domain, cross-domain with rliable), plots and a static page from the store."""
+    from benchmark.registry import parse_conditions
+    from leaderboard.aggregate import aggregates, load_board
+    from leaderboard.site import parse_formats, render, write
+
+    formats = parse_formats(fmt)
+    if out is None and (len(formats) > 1 or formats == ["html"]):
+        fail(f"--format {fmt}: writes files (a page with images, or several formats); pass --out DIR")
+    if reps < 100:
+        fail(f"--reps {reps}: use at least 100 bootstrap resamples (2000 by default)")
+    dom_list = [d.strip() for d in domains.split(",") if d.strip()] if domains else None
+    cond_list = parse_conditions(conditions) if conditions else None
+    board = load_board(store or None, preset=preset, domains=dom_list, conditions=cond_list)
+    aggs = aggregates(board, reps=reps, seed=seed, baseline=baseline)
+    if out is None:
+        sys.stdout.write(render(board, aggs, formats[0]))
+        return
+    try:
+        files = write(board, aggs, formats, out)
+    except OSError as e:
+        fail(f"cannot write to {out}: {e.strerror or e}; pass --out to a writable directory")
+    counts = board.status_counts()
+    console.print(f"leaderboard of {len(board.records)} cells ({counts.get('done', 0)} done) from {board.store}, "
+                  f"preset {board.preset}: wrote {len(files)} files to {out}")
+    for f in files:
+        if f.suffix != ".svg" and f.parent == out:
+            console.print(f"  {f}")
+
+
+# ---------------------------------------------------------------------------------------------
 
 
 def main() -> None:

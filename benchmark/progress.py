@@ -41,7 +41,7 @@ class Progress:
 class RichProgress(Progress):
     """Progress bars on the terminal, via rich (one bar per running task)."""
 
-    def __init__(self, console: Any = None, transient: bool = False):
+    def __init__(self, console: Any = None, transient: bool = False, remove_finished: bool = False):
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -62,6 +62,7 @@ class RichProgress(Progress):
             transient=transient,
         )
         self._console = self._rp.console
+        self._remove_finished = remove_finished  # drop a task's bar when it ends (long grids)
 
     def __enter__(self) -> RichProgress:
         self._rp.__enter__()
@@ -82,6 +83,8 @@ class RichProgress(Progress):
             if t.total is not None:
                 self._rp.update(task_id, completed=t.total)
             self._rp.stop_task(task_id)
+            if self._remove_finished:
+                self._rp.remove_task(task_id)
 
     def _advance(self, task_id: Any, n: int) -> None:
         self._rp.advance(task_id, n)

@@ -256,25 +256,45 @@ def environment(device: torch.device) -> dict:
     }
 
 
-def run_cell(
-    cell: Cell, *, store: Store, cache: PreparationCache | None = None, device: str | torch.device = "cpu",
-    progress: Progress | None = None, force: bool = False, home: Path | None = None,
+def new_record(cell: Cell, device: str | torch.device = "cpu", *, status: str = "running",
+               reason: str | None = None) -> Record:
+    """A cell's record before it runs (``running``), with its key, config and provenance."""
+    req = cell.request
+    return Record(
+        run_id=cell.run_id, algo=req.algo, domain=req.domain, condition=req.condition, preset=req.preset,
+        seed=req.seed, config_hash=cell.config_hash, config=cell.config, code_version=code_version(),
+        packages=package_versions(), env=environment(torch.device(device)), status=status, reason=reason,
+        metrics={}, curves={}, timings={}, artifacts=[], feedback_used=None, online_samples=None,
+        train_steps=None, started_at=time.time(), finished_at=None, wall_s=None,
+    )
+
+
+def _finish(rec: Record, status: str, reason: str | None = None) -> Record:
+    rec.status, rec.reason = status, reason
+    rec.finished_at = time.time()
+    rec.wall_s = rec.finished_at - rec.started_at
+    return rec
+
+
+def execute_cell(
+    cell: Cell, *, cache: PreparationCache | None = None, device: str | torch.device = "cpu",
+    progress: Progress | None = None, home: Path | None = None, record: Record | None = None,
 ) -> Record:
-    """Run one cell (or return its stored record when done and not forced)."""
+    """Run one cell and return its finished record (``done``, ``failed`` or ``na``) **without
+    touching the store**: executors run this wherever the cell runs and hand the record back to
+    the driver, which alone writes the store (DESIGN §6).
+
+    An exception from the cell is caught and becomes a ``failed`` record with its reason (and a
+    traceback file under ``<home>/artifacts/<run_id>/``). ``KeyboardInterrupt`` and ``UserError``
+    propagate; ``record`` (filled in place, e.g. its timings) then says how far the cell got.
+    """
     progress = progress or Progress()
     cache = cache or PreparationCache()
     device = torch.device(device)
-    home = Path(home) if home is not None else store.path.parent
-    existing = store.get(cell.run_id)
-    if existing is not None and existing.status in ("done", "na") and not force:
-        return existing
+    home = Path(home) if home is not None else default_home()
+    rec = record if record is not None else new_record(cell, device)
     req = cell.request
-    store.start(
-        run_id=cell.run_id, algo=req.algo, domain=req.domain, condition=req.condition, preset=req.preset,
-        seed=req.seed, config_hash=cell.config_hash, config=cell.config, code_version=code_version(),
-        packages=package_versions(), env=environment(device),
-    )
-    timings: dict[str, float] = {}
+    timings = rec.timings
     channel = None
     ctx = None
     try:
@@ -287,8 +307,7 @@ def run_cell(
         instance, channel = make_instance(domain, cell.condition, cell.budget, req.seed, device)
         why = missing_requirements(cell.algo_cls, instance)
         if why:
-            store.finish(cell.run_id, status="na", reason=why, timings=timings)
-            return store.get(cell.run_id)  # type: ignore[return-value]
+            return _finish(rec, "na", why)
 
         generator = torch.Generator().manual_seed(stable_seed("train", req.seed))
         t1 = time.perf_counter()
@@ -311,26 +330,47 @@ def run_cell(
         metrics["online_samples_used"] = float(ctx.samples_used)
 
         art_dir = home / "artifacts" / cell.run_id
-        artifacts = domain.artifacts(policy, art_dir, torch.Generator().manual_seed(stable_seed("art", req.seed)))
+        rec.artifacts = domain.artifacts(policy, art_dir, torch.Generator().manual_seed(stable_seed("art", req.seed)))
         timings["total_s"] = time.perf_counter() - t0
         metrics["wall_s"] = timings["total_s"]
-        store.finish(cell.run_id, status="done", metrics=metrics, curves=ctx.curves, timings=timings,
-                     artifacts=artifacts, feedback_used=channel.used, online_samples=ctx.samples_used,
-                     train_steps=ctx.steps_done)
-    except (KeyboardInterrupt, UserError) as e:
-        reason = "interrupted" if isinstance(e, KeyboardInterrupt) else str(e)
-        store.finish(cell.run_id, status="failed", reason=reason, timings=timings)
+        rec.metrics, rec.curves = metrics, ctx.curves
+        rec.feedback_used, rec.online_samples, rec.train_steps = channel.used, ctx.samples_used, ctx.steps_done
+        return _finish(rec, "done")
+    except (KeyboardInterrupt, UserError):
         raise
     except Exception as e:
         art_dir = home / "artifacts" / cell.run_id
         art_dir.mkdir(parents=True, exist_ok=True)
         tb = art_dir / "traceback.txt"
         tb.write_text(traceback.format_exc())
-        reason = f"{type(e).__name__}: {e}"
-        store.finish(cell.run_id, status="failed", reason=reason, timings=timings, artifacts=[str(tb)],
-                     feedback_used=channel.used if channel else None,
-                     online_samples=ctx.samples_used if ctx else None,
-                     train_steps=ctx.steps_done if ctx else None)
+        rec.artifacts = [str(tb)]
+        rec.feedback_used = channel.used if channel else None
+        rec.online_samples = ctx.samples_used if ctx else None
+        rec.train_steps = ctx.steps_done if ctx else None
+        return _finish(rec, "failed", f"{type(e).__name__}: {e}")
+
+
+def run_cell(
+    cell: Cell, *, store: Store, cache: PreparationCache | None = None, device: str | torch.device = "cpu",
+    progress: Progress | None = None, force: bool = False, home: Path | None = None,
+) -> Record:
+    """Run one cell and store it (or return its stored record when done/n/a and not forced).
+
+    The store gets a ``running`` row first, so a process killed mid-cell leaves a cell that is
+    visibly not done and is redone next time; the finished record replaces it.
+    """
+    home = Path(home) if home is not None else store.path.parent
+    existing = store.get(cell.run_id)
+    if existing is not None and existing.status in ("done", "na") and not force:
+        return existing
+    rec = new_record(cell, device)
+    store.put(rec)
+    try:
+        rec = execute_cell(cell, cache=cache, device=device, progress=progress, home=home, record=rec)
+    except (KeyboardInterrupt, UserError) as e:
+        store.put(_finish(rec, "failed", "interrupted" if isinstance(e, KeyboardInterrupt) else str(e)))
+        raise
+    store.put(rec)
     return store.get(cell.run_id)  # type: ignore[return-value]
 
 
@@ -338,5 +378,5 @@ def default_device() -> str:
     return os.environ.get("PREFBENCH_DEVICE", "cpu")
 
 
-__all__ = ["Cell", "CellRequest", "apply_sets", "default_home", "make_instance", "prepare_domain", "resolve",
-           "run_cell"]
+__all__ = ["Cell", "CellRequest", "apply_sets", "default_home", "execute_cell", "make_instance", "new_record",
+           "prepare_domain", "resolve", "run_cell"]

@@ -1,0 +1,330 @@
+"""Executors: where the cells of a grid run (DESIGN §6).
+
+An :class:`Executor` takes resolved cells and yields each one's finished
+:class:`~benchmark.store.Record` as it completes. It never touches the store: the driver
+(:func:`run_grid`) alone writes it — a ``running`` row when a cell starts, the finished record
+when it comes back — so there is one writer and no lock fights, and a driver killed at any point
+leaves only cells that are visibly not done (``running``), which the next invocation redoes.
+
+- ``local`` (default): in this process, one cell after another, with the cell's own progress bars.
+- ``process``: a ``concurrent.futures.ProcessPoolExecutor``, one cell per task, crash-isolated.
+  Each domain is prepared once (one task per domain before any cell; the preparation cache's file
+  lock covers the rest). A worker that dies (segfault, out-of-memory kill) breaks the pool for every
+  cell in flight; those cells are re-run one at a time in a fresh pool, so only the cell that
+  crashes again is marked failed, with the reason, never the others.
+
+Ray and Slurm (submitit) executors are meant to plug in behind the same interface
+(``Executor.run``; register them in :data:`EXECUTORS`) as optional extras.
+"""
+
+from __future__ import annotations
+
+import abc
+import faulthandler
+import multiprocessing
+import os
+import signal
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from benchmark.cache import PreparationCache, hash_obj
+from benchmark.errors import UserError
+from benchmark.progress import Progress
+from benchmark.runner import Cell, execute_cell, new_record, prepare_domain
+from benchmark.store import Record, Store
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What every cell of a grid shares (picklable: it travels to workers)."""
+
+    home: str
+    cache_dir: str | None = None
+    device: str = "cpu"
+    threads: int | None = None
+    """torch intra-op threads per worker process (``process``); None: cores ÷ workers."""
+
+
+StartHook = Callable[[Cell], None]
+
+
+class Executor(abc.ABC):
+    """Runs cells and yields ``(cell, record)`` as each finishes; never writes the store.
+
+    ``on_start(cell)`` is called just before a cell begins (the driver writes its ``running``
+    row then). Cells are yielded in completion order. ``KeyboardInterrupt`` and ``UserError``
+    propagate; the executor cleans up its workers on the way out.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, workers: int | None = None):
+        self.workers = workers or 1
+
+    @abc.abstractmethod
+    def run(self, cells: Sequence[Cell], settings: Settings, *, on_start: StartHook,
+            progress: Progress) -> Iterator[tuple[Cell, Record]]:
+        ...
+
+
+class LocalExecutor(Executor):
+    """In-process, one cell after another (the default; the cell's progress bars are shown)."""
+
+    name = "local"
+
+    def run(self, cells: Sequence[Cell], settings: Settings, *, on_start: StartHook,
+            progress: Progress) -> Iterator[tuple[Cell, Record]]:
+        cache = PreparationCache(settings.cache_dir)
+        for cell in cells:
+            on_start(cell)
+            rec = execute_cell(cell, cache=cache, device=settings.device, progress=progress,
+                               home=Path(settings.home))
+            yield cell, rec
+
+
+# ---------------------------------------------------------------------------------------------
+# process pool
+# ---------------------------------------------------------------------------------------------
+
+
+def _worker_init(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    # the driver decides what an interrupt means; a worker ends when the driver stops it
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _prepare_in_worker(cell: Cell, settings: Settings) -> None:
+    import torch
+
+    prepare_domain(cell.domain_cls, cell.domain_cfg, PreparationCache(settings.cache_dir),
+                   torch.device(settings.device), Progress())
+
+
+def _crash_file(settings: Settings, run_id: str) -> Path:
+    return Path(settings.home) / "artifacts" / run_id / "crash.txt"
+
+
+def _run_in_worker(cell: Cell, settings: Settings) -> Record:
+    """One cell in a worker. A fatal signal (segfault, abort) leaves Python's stack in crash.txt."""
+    crash = _crash_file(settings, cell.run_id)
+    crash.parent.mkdir(parents=True, exist_ok=True)
+    with open(crash, "w") as fh:
+        faulthandler.enable(file=fh)
+        try:
+            return execute_cell(cell, cache=PreparationCache(settings.cache_dir), device=settings.device,
+                                home=Path(settings.home))
+        finally:
+            faulthandler.disable()
+            fh.close()
+            if crash.stat().st_size == 0:
+                crash.unlink()
+
+
+def _died(cell: Cell, settings: Settings) -> Record:
+    crash = _crash_file(settings, cell.run_id)
+    rec = new_record(cell, settings.device, status="failed")
+    if crash.exists() and crash.stat().st_size > 0:
+        rec.reason = f"worker process crashed (fatal signal); Python stack in {crash}"
+        rec.artifacts = [str(crash)]
+    else:
+        rec.reason = "worker process died abruptly (killed by a signal, e.g. out of memory)"
+    rec.finished_at = rec.started_at
+    rec.wall_s = 0.0
+    return rec
+
+
+class ProcessExecutor(Executor):
+    """A local process pool: one cell per task, crash-isolated (see the module docstring)."""
+
+    name = "process"
+
+    def __init__(self, workers: int | None = None):
+        super().__init__(workers or max(1, os.cpu_count() or 1))
+
+    def _pool(self, workers: int, settings: Settings) -> ProcessPoolExecutor:
+        # forkserver: workers fork from a clean server (no inherited threads or locks from the
+        # driver's progress display), with the heavy imports preloaded once
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["benchmark.runner"])
+        threads = settings.threads or max(1, (os.cpu_count() or 1) // self.workers)
+        return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
+                                   initargs=(threads,))
+
+    @staticmethod
+    def _stop(pool: ProcessPoolExecutor) -> None:
+        procs = list(getattr(pool, "_processes", {}).values())  # no public handle on the workers
+        pool.shutdown(wait=False, cancel_futures=True)
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        for p in procs:
+            p.join(timeout=10)
+
+    def run(self, cells: Sequence[Cell], settings: Settings, *, on_start: StartHook,
+            progress: Progress) -> Iterator[tuple[Cell, Record]]:
+        cells = list(cells)
+        if not cells:
+            return
+        size = min(self.workers, len(cells))
+        pool = self._pool(size, settings)
+        try:
+            failed_prep = yield from self._prepare(pool, cells, settings, on_start, progress)
+            pending = deque(c for c in cells if c.run_id not in failed_prep)
+            inflight: dict[Future, Cell] = {}
+            while pending or inflight:
+                while pending and len(inflight) < size:  # one task per worker: `running` rows really run
+                    cell = pending.popleft()
+                    on_start(cell)
+                    inflight[pool.submit(_run_in_worker, cell, settings)] = cell
+                done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+                broken = False
+                for fut in sorted(done, key=lambda f: inflight[f].run_id):
+                    cell = inflight.pop(fut)
+                    try:
+                        yield cell, fut.result()
+                    except BrokenProcessPool:
+                        broken = True
+                        inflight[fut] = cell  # a suspect, with the others still in flight
+                if broken:
+                    suspects = sorted(inflight.values(), key=lambda c: c.run_id)
+                    inflight.clear()
+                    self._stop(pool)
+                    yield from self._isolate(suspects, settings, progress)
+                    size = min(self.workers, len(pending) or 1)
+                    pool = self._pool(size, settings)
+        finally:
+            self._stop(pool)
+
+    def _prepare(self, pool: ProcessPoolExecutor, cells: list[Cell], settings: Settings, on_start: StartHook,
+                 progress: Progress) -> Iterator[tuple[Cell, Record]]:
+        """Prepare each distinct (domain, domain config) once, in parallel; the cells of a domain
+        whose preparation fails are failed with that reason, without running."""
+        groups: dict[tuple[str, str], list[Cell]] = {}
+        for c in cells:
+            groups.setdefault((c.request.domain, hash_obj(c.config["domain_config"])), []).append(c)
+        futs = {pool.submit(_prepare_in_worker, g[0], settings): key for key, g in groups.items()}
+        failed: set[str] = set()
+        with progress.task(f"prepare {len(groups)} domain(s)", len(groups)) as task:
+            for fut in futs:
+                key = futs[fut]
+                try:
+                    fut.result()
+                except BrokenProcessPool:
+                    raise UserError(f"a worker died while preparing domain {key[0]}: run `bench run` on one "
+                                    "of its cells to see why") from None
+                except UserError:
+                    raise
+                except Exception as e:
+                    for c in groups[key]:
+                        on_start(c)
+                        rec = new_record(c, settings.device, status="failed",
+                                         reason=f"domain preparation failed: {type(e).__name__}: {e}")
+                        rec.finished_at, rec.wall_s = rec.started_at, 0.0
+                        failed.add(c.run_id)
+                        yield c, rec
+                task.advance()
+        return failed
+
+    def _isolate(self, suspects: list[Cell], settings: Settings,
+                 progress: Progress) -> Iterator[tuple[Cell, Record]]:
+        """After a worker died: the only cell in flight is the culprit; otherwise re-run each
+        suspect alone, so that only a cell that crashes again is failed."""
+        if len(suspects) == 1:
+            yield suspects[0], _died(suspects[0], settings)
+            return
+        progress.note(f"a worker died with {len(suspects)} cells in flight: re-running them one at a time")
+        for cell in suspects:
+            pool = self._pool(1, settings)
+            try:
+                yield cell, pool.submit(_run_in_worker, cell, settings).result()
+            except BrokenProcessPool:
+                yield cell, _died(cell, settings)
+            finally:
+                self._stop(pool)
+
+
+EXECUTORS: dict[str, type[Executor]] = {"local": LocalExecutor, "process": ProcessExecutor}
+PLANNED = {"ray": "a Ray cluster (optional extra)", "slurm": "Slurm through submitit (optional extra)"}
+
+
+def get_executor(name: str, workers: int | None = None) -> Executor:
+    if name not in EXECUTORS:
+        planned = f" ({name} is {PLANNED[name]}, not available yet)" if name in PLANNED else ""
+        raise UserError(f"--executor {name}: unknown executor{planned}; valid executors are "
+                        f"{', '.join(EXECUTORS)}")
+    if workers is not None and workers < 1:
+        raise UserError(f"--workers {workers}: use a positive number of worker processes")
+    return EXECUTORS[name](workers)
+
+
+# ---------------------------------------------------------------------------------------------
+# the driver
+# ---------------------------------------------------------------------------------------------
+
+
+def plan_grid(cells: Sequence[Cell], store: Store, *, force: bool = False,
+              rerun_failed: bool = True) -> tuple[list[Cell], list[Record]]:
+    """(cells to run, stored records kept). ``done`` and ``na`` cells are kept unless forced;
+    ``running`` ones (a killed run) are redone; ``failed`` ones are redone unless
+    ``rerun_failed=False``. Duplicate cells (same run id) are run once."""
+    todo: list[Cell] = []
+    kept: list[Record] = []
+    seen: set[str] = set()
+    for cell in cells:
+        if cell.run_id in seen:
+            continue
+        seen.add(cell.run_id)
+        rec = store.get(cell.run_id)
+        keep = rec is not None and not force and (
+            rec.status in ("done", "na") or (rec.status == "failed" and not rerun_failed))
+        if keep:
+            kept.append(rec)  # type: ignore[arg-type]
+        else:
+            todo.append(cell)
+    return todo, kept
+
+
+def run_grid(
+    cells: Sequence[Cell], store: Store, executor: Executor, settings: Settings, *,
+    progress: Progress | None = None, on_start: StartHook | None = None,
+    on_result: Callable[[Cell, Record], None] | None = None,
+) -> list[Record]:
+    """Run ``cells`` on ``executor``; the only writer of ``store``. Returns the new records.
+
+    On ``KeyboardInterrupt`` or a ``UserError`` the cells in flight are marked failed
+    (``interrupted`` / the error) and the exception propagates; finished cells are already stored.
+    """
+    progress = progress or Progress()
+    inflight: dict[str, Cell] = {}
+    out: list[Record] = []
+
+    def started(cell: Cell) -> None:
+        store.put(new_record(cell, settings.device))
+        inflight[cell.run_id] = cell
+        if on_start is not None:
+            on_start(cell)
+
+    try:
+        for cell, rec in executor.run(cells, settings, on_start=started, progress=progress):
+            store.put(rec)
+            inflight.pop(cell.run_id, None)
+            out.append(rec)
+            if on_result is not None:
+                on_result(cell, rec)
+    except (KeyboardInterrupt, UserError) as e:
+        reason = "interrupted" if isinstance(e, KeyboardInterrupt) else str(e)
+        for run_id in inflight:
+            store.finish(run_id, status="failed", reason=reason)
+        raise
+    return out
+
+
+__all__ = ["EXECUTORS", "Executor", "LocalExecutor", "ProcessExecutor", "Settings", "get_executor", "plan_grid",
+           "run_grid"]
