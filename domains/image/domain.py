@@ -71,7 +71,7 @@ class ImageConfig(DomainConfig):
     """(t, ε) draws averaged per log_prob (Diffusion-DPO uses one)."""
     ref_steps: int = 1200
     ref_batch: int = 64
-    ref_lr: float = 2e-3
+    ref_lr: float = 3e-3
     ref_data: int = 6144
     """Rendered training images of the reference (a fixed set)."""
     ema: float = 0.99
@@ -82,15 +82,15 @@ class ImageConfig(DomainConfig):
         "clean": 0.3, "wrong": 0.35, "ugly": 0.2, "ugly_wrong": 0.15})
     classifier_steps: int = 300
     train_contexts: int = 512
-    pool_contexts: int = 192
+    pool_contexts: int = 384
     pool_candidates: dict[str, int] = field(default_factory=lambda: {
         "reference": 2, "reference_noguide": 1, "early_checkpoint": 1, "render": 2})
     """Candidates per pool prompt by source; ``render`` draws from the rendering mixture."""
     demo_quantile: float = 0.75
     """Expert set: reference samples at or above this quantile of the reference's pool gold."""
-    eval_contexts: int = 48
+    eval_contexts: int = 96
     best_of: int = 16
-    lr: float = 2e-4
+    lr: float = 1e-4
     """Base fine-tuning learning rate for algorithms (``DomainSpec.lr``)."""
 
 
@@ -256,7 +256,8 @@ class ImageOracle(Oracle):
             div = (d.sum((1, 2)) / (num * (num - 1))).tolist()
         comps = self.components(contexts, samples)
         out = {
-            "alignment": float(correct.all(1).float().mean()),
+            "alignment": float(correct.float().mean()),
+            "alignment_all": float(correct.all(1).float().mean()),
             **{f"alignment_{a}": float(correct[:, i].float().mean()) for i, a in enumerate(S.ATTRIBUTES)},
             "fid_classifier": frechet_distance(feats, clean_feats),
             "diversity": float(np.mean(div)) if div else 0.0,
