@@ -203,10 +203,11 @@ def frechet_distance(a: Tensor, b: Tensor) -> float:
     mu_a, mu_b = a.mean(0), b.mean(0)
     ca, cb = torch.cov(a.T), torch.cov(b.T)
     eye = 1e-6 * torch.eye(ca.shape[0], dtype=torch.float64)
-    va, qa = torch.linalg.eigh(ca + eye)
+    ca, cb = ca + eye, cb + eye
+    va, qa = torch.linalg.eigh(ca)
     sa = qa @ torch.diag(va.clamp(min=0).sqrt()) @ qa.T
-    cross = torch.linalg.eigvalsh(sa @ (cb + eye) @ sa).clamp(min=0).sqrt().sum()
-    return float((mu_a - mu_b).pow(2).sum() + torch.trace(ca) + torch.trace(cb) - 2 * cross)
+    cross = torch.linalg.eigvalsh(sa @ cb @ sa).clamp(min=0).sqrt().sum()
+    return max(0.0, float((mu_a - mu_b).pow(2).sum() + torch.trace(ca) + torch.trace(cb) - 2 * cross))
 
 
 class ImageOracle(Oracle):

@@ -15,8 +15,8 @@ dark background (objects 5/16 of the image wide, centres jittered by ±1/16), wi
    - ``colour``: share of the foreground that has the prompt's colour (0 with no object);
    - ``shape``: share of objects of the prompt's shape by moments: square if the object fills
      ≥ 0.88 of its bounding box, triangle if its mass sits low (an apex on top), else circle;
-   - ``position``: how far the objects' centroid lies in the named half, 1 from an eighth of
-     the image past the centre line (0 with no object);
+   - ``position``: how far the objects' centroid lies in the named half, 1 from 1.5/16 of the
+     image past the centre line (0 with no object);
    - ``count``: 1 − |objects − count| / count, floored at 0;
    - ``aesthetic``: ½·clean background (1 − mean deviation of background pixels from the
      background colour / 0.15) + ½·sharp edges (share of foreground pixels that are pure).
@@ -209,7 +209,7 @@ def score(scene: Scene, img: np.ndarray) -> tuple[float, ...]:
         cy = float(np.concatenate([ys for ys, _ in objects]).mean()) + 0.5
         cx = float(np.concatenate([xs for _, xs in objects]).mean()) + 0.5
         offset = {"left": size / 2 - cx, "right": cx - size / 2, "top": size / 2 - cy, "bottom": cy - size / 2}
-        position = float(np.clip(offset[scene.position] / (size / 8), 0.0, 1.0))
+        position = float(np.clip(offset[scene.position] / (1.5 * size / 16), 0.0, 1.0))
     else:
         colour = shape = position = 0.0
     count = max(0.0, 1.0 - abs(len(objects) - scene.count) / scene.count)
