@@ -106,8 +106,8 @@ class DiffusionPolicy(Policy):
         tt = torch.as_tensor(t, device=x.device).expand(b) if not torch.is_tensor(t) or t.dim() == 0 else t
         if self.guidance == 1.0:
             return self.denoiser(x, tt, contexts, None)
-        both = self.denoiser(torch.cat([x, x]), torch.cat([tt, tt]), Batch.cat([contexts, contexts]),
-                             torch.cat([torch.zeros(b, dtype=torch.bool), torch.ones(b, dtype=torch.bool)]).to(x.device))
+        drop = torch.cat([torch.zeros(b, dtype=torch.bool), torch.ones(b, dtype=torch.bool)]).to(x.device)
+        both = self.denoiser(torch.cat([x, x]), torch.cat([tt, tt]), Batch.cat([contexts, contexts]), drop)
         cond, uncond = both[:b], both[b:]
         return uncond + self.guidance * (cond - uncond)
 
