@@ -228,3 +228,16 @@ def test_grid_artifact(domain: ImageDomain, tmp_path) -> None:
     width = 4 * (cell + 2)
     x_pol = 150 + width + 6
     assert np.array_equal(arr[16:, 150 : 150 + width], arr[16:, x_pol : x_pol + width])
+
+
+@pytest.mark.parametrize("preset", ["standard", "full"])
+def test_larger_presets_build_their_models(preset: str) -> None:
+    """The 32×32 presets are not built in CI; their networks must at least construct and run."""
+    cfg = ImageDomain.config(preset)
+    assert cfg.size == 32
+    d = ImageDomain(cfg)
+    policy = d._policy(d._denoiser())
+    ctx = ImageDomain.encode(S.all_scenes()[:2])
+    x = policy.sample(ctx, 1, generator=_gen(0))
+    assert x.image.shape == (2, 3, 32, 32)
+    assert policy.log_prob(ctx, x, noise=policy.draw_noise(ctx, x, generator=_gen(1))).shape == (2,)
