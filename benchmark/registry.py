@@ -21,6 +21,7 @@ T = TypeVar("T")
 
 _BUILTIN_DOMAINS = {
     "text": "domains.text:TextDomain",
+    "robot": "domains.robot:RobotDomain",
 }
 _BUILTIN_ALGORITHMS = {
     "sft": "baselines.sft:SFT",
