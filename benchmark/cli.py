@@ -213,6 +213,38 @@ def run_cmd(
         fail(f"cell {rec.run_id} failed: {rec.reason}{tb}", code=1)
 
 
+@command("export")
+def export_cmd(
+    domain: Annotated[str, typer.Option("--domain", "-d", help="Domain name (`bench list`).")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="minari (D4RL-layout trajectories as Minari datasets)")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("data"),
+    preset: Annotated[str, typer.Option("--preset", "-p", help="smoke | quick | standard | full")] = "quick",
+    domain_sets: Annotated[
+        list[str] | None, typer.Option("--domain-set", help="Domain config override key=value.")] = None,
+    cache: Annotated[Path | None, typer.Option("--cache", help="Preparation cache directory.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Export a domain's generated offline data (prepares the domain if it is not cached)."""
+    import torch
+
+    from benchmark.cache import PreparationCache
+    from benchmark.export import FORMATS, export
+    from benchmark.progress import Progress, RichProgress
+    from benchmark.runner import CellRequest, prepare_domain, resolve
+
+    if fmt not in FORMATS:
+        fail(f"--format {fmt}: unknown export format; valid formats are {', '.join(FORMATS)}")
+    cell = resolve(CellRequest("sft", domain, preset=preset, domain_sets=tuple(domain_sets or ())))
+    prog = Progress() if quiet else RichProgress(console=console)
+    with prog if isinstance(prog, RichProgress) else contextlib.nullcontext():
+        dom, _, _ = prepare_domain(cell.domain_cls, cell.domain_cfg, PreparationCache(cache), torch.device("cpu"),
+                                   prog)
+    written = export(dom, fmt, out)
+    for name in written:
+        console.print(f"  {name}")
+    console.print(f"wrote {len(written)} {fmt} datasets under {out} (set MINARI_DATASETS_PATH={out} to load them)")
+
+
 def _print_record(rec: Any) -> None:
     if rec.status == "na":
         console.print(f"[yellow]n/a[/]: {rec.reason}")

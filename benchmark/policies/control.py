@@ -51,8 +51,9 @@ class Simulator(abc.ABC):
     @abc.abstractmethod
     def rollout(self, contexts: Contexts, act: Any, *, forced: Samples | None = None) -> Samples:
         """Roll out ``act(obs [N, D] float32, contexts [N]) -> actions [N, A]`` (all rows, every
-        step) from each context's state for its ``horizon`` steps (``forced``: actions to replay for the first ``forced.mask``
-        steps, dataset reset). Returns samples ``obs``, ``actions``, ``mask``."""
+        step) from each context's state for its ``horizon`` steps (``forced``: actions to replay
+        for the first ``forced.mask`` steps, dataset reset). Returns samples ``obs``, ``actions``,
+        ``mask``."""
 
     def __deepcopy__(self, memo: dict) -> Simulator:
         return self

@@ -41,7 +41,13 @@ from benchmark.domain import Domain, DomainConfig, OfflinePool, Oracle
 from benchmark.policies.control import ACTION_LIMIT, SegmentScorer, TanhGaussianPolicy
 from benchmark.progress import Progress
 from domains.robot.envs import (
-    ACT_DIM, OBS_DIM, MetaWorldSim, contexts_from_snapshots, make_env, sample_rand_vecs, scripted_policy,
+    ACT_DIM,
+    OBS_DIM,
+    MetaWorldSim,
+    contexts_from_snapshots,
+    make_env,
+    sample_rand_vecs,
+    scripted_policy,
 )
 
 QUALITIES = ("expert", "medium", "random", "medium-replay")
@@ -336,6 +342,7 @@ class RobotDomain(Domain):
         dataset_steps = self.sim.env_steps
         t_data = time.perf_counter() - t0
         anchors = self._anchors(data)
+        data["ref_scores"] = anchors.clone()
         scale = 100.0 / (anchors[:, 1] - anchors[:, 0]).clamp_min(1e-6)
 
         # 2. reference --------------------------------------------------------------------------

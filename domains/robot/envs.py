@@ -76,10 +76,18 @@ def scripted_policy(task: str) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def sample_rand_vecs(task: str, n: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` task variations (object/goal placements) from the task's reset distribution."""
+    """``n`` task variations (object/goal placements), drawn by the env's own reset logic (which
+    rejects invalid placements, e.g. sweep-into's goal too close to the target) from a seeded
+    RNG."""
     env = make_env(task)
-    space = env._random_reset_space
-    return rng.uniform(space.low, space.high, size=(n, space.low.size))
+    env._freeze_rand_vec = False
+    env.seeded_rand_vec = True
+    env.seed(int(rng.integers(2**31)))
+    out = []
+    for _ in range(n):
+        env.reset()
+        out.append(np.array(env._last_rand_vec, dtype=np.float64))
+    return np.stack(out)
 
 
 class MetaWorldSim(Simulator):
