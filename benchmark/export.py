@@ -15,6 +15,7 @@ and ``episode`` ids, the names ``tasks`` / ``qualities``, true widths ``qpos_dim
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -74,13 +75,17 @@ def export_minari(domain: Domain, out_dir: Path) -> list[str]:
             buffers = [EpisodeBuffer(id=i, **ep) for i, ep in enumerate(_episodes(traj, rows))]
             lo, hi = (float(x) for x in traj["ref_scores"][k])
             _remove_existing(out_dir, dataset_id)
-            create_dataset_from_buffers(
-                dataset_id, buffers, observation_space=obs_space, action_space=act_space,
-                algorithm_name=f"prefbench {quality} behaviour policy", author="prefbench",
-                ref_min_score=lo, ref_max_score=hi,
-                description=f"prefbench {domain.name} domain, task {task}, {quality} episodes in D4RL's layout "
-                            f"(normalised score: 0 = random, 100 = expert return)",
-            )
+            with warnings.catch_warnings():  # no env spec / author email: expected here
+                warnings.simplefilter("ignore", UserWarning)
+                ds = create_dataset_from_buffers(
+                    dataset_id, buffers, observation_space=obs_space, action_space=act_space,
+                    algorithm_name=f"prefbench {quality} behaviour policy", author="prefbench",
+                    description=f"prefbench {domain.name} domain, task {task}, {quality} episodes in D4RL's "
+                                "layout (normalised score: 0 = random, 100 = expert return)",
+                )
+            # Minari keeps reference scores only with an eval env spec; ours are measured: store them
+            # so that minari.get_normalized_score works
+            ds.storage.update_metadata({"ref_min_score": lo, "ref_max_score": hi})
             ids.append(dataset_id)
     return ids
 

@@ -153,6 +153,7 @@ def test_minari_export_round_trip(domain: RobotDomain, tmp_path: Path, monkeypat
         lo, hi = tr["ref_scores"][k].tolist()
         assert ds.storage.metadata["ref_min_score"] == pytest.approx(lo)
         assert ds.storage.metadata["ref_max_score"] == pytest.approx(hi)
+        assert float(minari.get_normalized_score(ds, torch.tensor([hi]).numpy())[0]) == pytest.approx(1.0)
 
 
 def _bench(*args: str) -> subprocess.CompletedProcess:
