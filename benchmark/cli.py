@@ -132,7 +132,7 @@ def list_cmd() -> None:
 
 
 ACCOUNTING = {"feedback_used", "train_steps", "online_samples_used", "wall_s", "eval_samples",
-              "reference_gold_reward", "target_gold_reward", "gold_reward_std"}
+              "reference_gold_reward", "target_gold_reward", "gold_reward_std", "reference_normalized_score"}
 
 
 def _metrics_table(rec: Any, title: str) -> Table:
@@ -145,7 +145,7 @@ def _metrics_table(rec: Any, title: str) -> Table:
     t.add_column("policy", justify="right")
     t.add_column("reference", justify="right")
     ref = {"gold_reward": m.get("reference_gold_reward"), "win_rate": 0.5, "kl_to_ref": 0.0,
-           "kl_k3_to_ref": 0.0, "normalized_score": 0.0}
+           "kl_k3_to_ref": 0.0, "normalized_score": m.get("reference_normalized_score", 0.0)}
     for k in [*HEADLINE, "kl_k3_to_ref"]:
         if k in m:
             r = ref.get(k, m.get(f"reference/{k}"))

@@ -10,7 +10,9 @@ a task one-hot). Rolling out needs a simulator, which the domain provides as a
 ``log_prob`` is exact: Σ_t [log N(atanh a_t; μ, σ) − Σ_d log(1 − a_{t,d}²)] over valid steps
 (Contrastive Preference Learning scores a segment by the sum of per-step log-probs).
 Ours: actions are clipped to ±(1 − 1e-3) everywhere (datasets, samples) so that saturated
-scripted actions keep a finite log-likelihood.
+scripted actions keep a finite log-likelihood, and the pre-tanh mean is softly bounded by
+atanh(1 − 1e-3) so that a policy cannot move its mode past the clip (where the density at the
+clipped action would misstate the probability of the clipped mass, e.g. in KL estimates).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from torch import Tensor, nn
 from benchmark.api import Batch, Contexts, Noise, Policy, Samples, Scorer
 
 ACTION_LIMIT = 1.0 - 1e-3
+PRE_TANH_LIMIT = math.atanh(ACTION_LIMIT)
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 
 
@@ -84,6 +87,7 @@ class TanhGaussianPolicy(Policy):
         if self.cond_dim:
             x = torch.cat([x, cond.to(x.dtype).expand(*x.shape[:-1], self.cond_dim)], dim=-1)
         mu, log_std = self.net(x).chunk(2, dim=-1)
+        mu = PRE_TANH_LIMIT * torch.tanh(mu / PRE_TANH_LIMIT)  # the mode stays inside the action clip
         log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std) + 1)
         return mu, log_std
 

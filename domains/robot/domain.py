@@ -74,14 +74,14 @@ class RobotConfig(DomainConfig):
     bc_steps: int = 2000
     bc_batch: int = 256
     bc_lr: float = 1e-3
-    pool_contexts: int = 48
+    pool_contexts: int = 96
     """Pool start states per task."""
     pool_candidates: int = 4
     pool_sources: dict[str, float] = field(default_factory=lambda: {
         "expert": 0.25, "medium": 0.25, "random": 0.1, "reference": 0.4})
     train_contexts: int = 64
     """Training start states per task."""
-    eval_contexts: int = 24
+    eval_contexts: int = 40
     eval_samples: int = 2
     best_of: int = 2
     eval_batch: int = 128
