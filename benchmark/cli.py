@@ -132,7 +132,7 @@ def list_cmd() -> None:
 
 
 ACCOUNTING = {"feedback_used", "train_steps", "online_samples_used", "wall_s", "eval_samples",
-              "reference_gold_reward", "target_gold_reward", "gold_reward_std"}
+              "reference_gold_reward", "target_gold_reward", "gold_reward_std", "reference_normalized_score"}
 
 
 def _metrics_table(rec: Any, title: str) -> Table:
@@ -145,7 +145,7 @@ def _metrics_table(rec: Any, title: str) -> Table:
     t.add_column("policy", justify="right")
     t.add_column("reference", justify="right")
     ref = {"gold_reward": m.get("reference_gold_reward"), "win_rate": 0.5, "kl_to_ref": 0.0,
-           "kl_k3_to_ref": 0.0, "normalized_score": 0.0}
+           "kl_k3_to_ref": 0.0, "normalized_score": m.get("reference_normalized_score", 0.0)}
     for k in [*HEADLINE, "kl_k3_to_ref"]:
         if k in m:
             r = ref.get(k, m.get(f"reference/{k}"))
@@ -211,6 +211,38 @@ def run_cmd(
     if rec.status == "failed":
         tb = f"; traceback in {rec.artifacts[0]}" if rec.artifacts else ""
         fail(f"cell {rec.run_id} failed: {rec.reason}{tb}", code=1)
+
+
+@command("export")
+def export_cmd(
+    domain: Annotated[str, typer.Option("--domain", "-d", help="Domain name (`bench list`).")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="minari (D4RL-layout trajectories as Minari datasets)")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("data"),
+    preset: Annotated[str, typer.Option("--preset", "-p", help="smoke | quick | standard | full")] = "quick",
+    domain_sets: Annotated[
+        list[str] | None, typer.Option("--domain-set", help="Domain config override key=value.")] = None,
+    cache: Annotated[Path | None, typer.Option("--cache", help="Preparation cache directory.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Export a domain's generated offline data (prepares the domain if it is not cached)."""
+    import torch
+
+    from benchmark.cache import PreparationCache
+    from benchmark.export import FORMATS, export
+    from benchmark.progress import Progress, RichProgress
+    from benchmark.runner import CellRequest, prepare_domain, resolve
+
+    if fmt not in FORMATS:
+        fail(f"--format {fmt}: unknown export format; valid formats are {', '.join(FORMATS)}")
+    cell = resolve(CellRequest("sft", domain, preset=preset, domain_sets=tuple(domain_sets or ())))
+    prog = Progress() if quiet else RichProgress(console=console)
+    with prog if isinstance(prog, RichProgress) else contextlib.nullcontext():
+        dom, _, _ = prepare_domain(cell.domain_cls, cell.domain_cfg, PreparationCache(cache), torch.device("cpu"),
+                                   prog)
+    written = export(dom, fmt, out)
+    for name in written:
+        console.print(f"  {name}")
+    console.print(f"wrote {len(written)} {fmt} datasets under {out} (set MINARI_DATASETS_PATH={out} to load them)")
 
 
 def _print_record(rec: Any) -> None:

@@ -119,6 +119,8 @@ class Evaluator:
             "kl_to_ref": float(kl_k1(lp, lp_ref).mean()),
             "kl_k3_to_ref": float(kl_k3(lp, lp_ref).mean()),
             "normalized_score": 100.0 * (g - lo) / (hi - lo) if hi != lo else float("nan"),
+            "reference_normalized_score": (100.0 * (self.stats["ref_gold_mean"] - lo) / (hi - lo) if hi != lo
+                                           else float("nan")),
             "reference_gold_reward": self.stats["ref_gold_mean"],
             "target_gold_reward": self.stats["target"],
             "eval_samples": float(len(samples)),

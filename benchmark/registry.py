@@ -22,6 +22,7 @@ T = TypeVar("T")
 _BUILTIN_DOMAINS = {
     "text": "domains.text:TextDomain",
     "image": "domains.image:ImageDomain",
+    "robot": "domains.robot:RobotDomain",
 }
 _BUILTIN_ALGORITHMS = {
     "sft": "baselines.sft:SFT",

@@ -44,7 +44,7 @@ HIGHER_IS_BETTER = {"normalized_score": True, "gold_reward": True, "win_rate": T
 and a domain's own metrics carry no declared direction."""
 
 ACCOUNTING = {"train_steps", "online_samples_used", "wall_s", "eval_samples", "reference_gold_reward",
-              "target_gold_reward", "gold_reward_std"}
+              "target_gold_reward", "gold_reward_std", "reference_normalized_score"}
 
 DEFAULT_REPS = 2000
 DEFAULT_SEED = 0
