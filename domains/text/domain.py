@@ -60,7 +60,7 @@ class TextConfig(DomainConfig):
         "expert": 0.22, "verbose": 0.2, "sloppy": 0.25, "wrong": 0.18, "refuser": 0.05, "unsafe": 0.1})
     harmful_share: float = 0.5
     train_contexts: int = 512
-    pool_contexts: int = 1024
+    pool_contexts: int = 2048
     pool_candidates: int = 4
     pool_reference_share: float = 0.5
     """Share of pool candidates sampled from the reference itself (the rest: behaviour sources)."""
