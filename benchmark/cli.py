@@ -30,7 +30,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
+# Piped or redirected output gets a wide page (rich's 80 columns truncate the runs table to "a…").
+console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)
 err_console = Console(stderr=True)
 
 HEADLINE = ["gold_reward", "win_rate", "kl_to_ref", "normalized_score", "diversity"]

@@ -50,7 +50,8 @@ def main() -> None:
 
     res: dict = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                              "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-                             "torch_threads_default": torch.get_num_threads()}}
+                             "torch_threads_default": torch.get_num_threads(),
+                             "load_at_start": os.getloadavg()[0]}}
     res["first_run_s"] = bench(["run", "--algo", "dpo", "--domain", "image"], env)
     res["cached_run_s"] = bench(["run", "--algo", "dpo", "--domain", "image", "--seed", "1"], env)
     print(f"first run {res['first_run_s']:.1f}s, cached run {res['cached_run_s']:.1f}s", flush=True)
@@ -87,7 +88,7 @@ def main() -> None:
         "# Image domain, quick preset",
         "",
         f"Machine: {res['machine']['platform']}, {res['machine']['cpus']} CPUs, torch threads {threads} "
-        "(shared with other jobs: timings are under contention).",
+        f"(1-min load average {res['machine']['load_at_start']:.2f} at start; above ~0.5 other work shared the CPUs).",
         f"First `bench run --algo dpo --domain image` (with preparation): {res['first_run_s']:.1f} s; "
         f"a second cell, domain cached: {res['cached_run_s']:.1f} s.",
         "",

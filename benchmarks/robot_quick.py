@@ -46,7 +46,8 @@ def main() -> None:
 
     res: dict = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                              "torch_threads": torch.get_num_threads(),
-                             "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}}
+                             "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+                             "load_at_start": os.getloadavg()[0]}}
     cache = PreparationCache(cache_dir)
     cell = resolve(CellRequest("dpo", "robot"))
     t0 = time.perf_counter()
@@ -81,7 +82,7 @@ def main() -> None:
                              "wall_s": time.perf_counter() - t, "metrics": rec.metrics})
         m = rec.metrics
         print(f"{algo} {cond} seed {seed}: {rec.status} normalized {m.get('normalized_score', float('nan')):.1f} "
-              f"(ref {m.get('reference/normalized_score', float('nan')):.1f}) success {m.get('success_rate', 0):.2f} "
+              f"(ref {m.get('reference_normalized_score', float('nan')):.1f}) success {m.get('success_rate', 0):.2f} "
               f"kl {m.get('kl_to_ref', float('nan')):.2f} [{time.perf_counter() - t:.0f}s]", flush=True)
 
     tasks = list(domain.cfg.tasks)
@@ -111,8 +112,9 @@ def main() -> None:
     lines = [
         "# Robot domain, quick preset",
         "",
-        f"Machine: {res['machine']['platform']}, {res['machine']['cpus']} CPUs shared with other jobs "
-        f"(timings under contention); torch threads {res['machine']['torch_threads']}, "
+        f"Machine: {res['machine']['platform']}, {res['machine']['cpus']} CPUs (1-min load average "
+        f"{res['machine']['load_at_start']:.2f} at start; above ~0.5 other work shared them); "
+        f"torch threads {res['machine']['torch_threads']}, "
         f"OMP_NUM_THREADS={res['machine']['OMP_NUM_THREADS']}.",
         f"Preparation (datasets + BC reference + pool + reference evaluation): {res['preparation_s']:.1f} s "
         f"(datasets {tm['datasets_s']:.1f} s, BC {tm['bc_s']:.1f} s, pool {tm['pool_s']:.1f} s).",
