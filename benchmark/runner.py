@@ -145,12 +145,16 @@ def resolve(req: CellRequest) -> Cell:
     domain_cfg = apply_sets(domain_cls.Config, domain_base, req.domain_sets, f"domain {req.domain}", "--domain-set")
     if req.preset not in domain_cls.budgets:
         raise UserError(f"domain {req.domain} defines no budget for preset {req.preset!r}")
-    budget = apply_sets(Budget, domain_cls.budget(req.preset), req.budget_sets, "the budget", "--budget")
+    preset_budget = domain_cls.budget(req.preset)
+    budget = apply_sets(Budget, preset_budget, req.budget_sets, "the budget", "--budget")
+    # Each domain's preset budget differs by design; what makes an algorithm's entry on the
+    # leaderboard distinct across domains is only what the user changed.
+    overrides = {k: v for k, v in dataclasses.asdict(budget).items() if v != getattr(preset_budget, k)}
     config = {
         "algo": req.algo, "algo_config": dataclasses.asdict(algo_cfg),
         "domain": req.domain, "domain_config": dataclasses.asdict(domain_cfg),
         "condition": condition.to_dict(), "preset": req.preset, "budget": dataclasses.asdict(budget),
-        "seed": req.seed,
+        "budget_overrides": overrides, "seed": req.seed,
     }
     config_hash = hash_obj(config)
     run_id = hash_obj({"key": [req.algo, req.domain, req.condition, req.preset, req.seed], "cfg": config_hash}, 12)

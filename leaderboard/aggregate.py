@@ -4,8 +4,9 @@ Everything here is a pure function of the store: records are sorted, every boots
 nothing reads a clock. Vocabulary:
 
 - an **entry** (a leaderboard row) is an algorithm with one configuration (algorithm config and
-  budget); if the store holds several configurations of one algorithm, each is its own entry,
-  labelled by the keys in which they differ (``dpo (beta=0.05)``);
+  the ``--budget`` overrides of the preset's budget, which itself differs per domain); if the
+  store holds several configurations of one algorithm, each is its own entry, labelled by the
+  keys in which they differ (``dpo (beta=0.05)``);
 - a **task** is a (domain, condition) pair (with one domain configuration);
 - a **run** is one training seed. Every interval on the board is over seeds — independent training
   runs — never over evaluation samples (a cell's metric is already a mean over its samples).
@@ -173,7 +174,8 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def _variant_labels(name: str, configs: dict[str, dict]) -> dict[str, str]:
-    """``name`` when there is one configuration, else ``name (k=v, ...)`` with the keys that differ."""
+    """``name`` when there is one configuration, else ``name (k=v, ...)`` with the keys that differ
+    (``k=default`` where a configuration does not set ``k``, e.g. no ``--budget`` override)."""
     if len(configs) == 1:
         return {k: name for k in configs}
     flat = {k: _flatten(c) for k, c in configs.items()}
@@ -181,7 +183,7 @@ def _variant_labels(name: str, configs: dict[str, dict]) -> dict[str, str]:
     differ = [k for k in keys if len({repr(f.get(k)) for f in flat.values()}) > 1]
     out = {}
     for k, f in flat.items():
-        shown = ", ".join(f"{d.split('.', 1)[-1]}={f.get(d)}" for d in differ[:4])
+        shown = ", ".join(f"{d.split('.', 1)[-1]}={f.get(d, 'default')}" for d in differ[:4])
         out[k] = f"{name} ({shown})" if shown else f"{name} [{k[-6:]}]"
     return out
 
@@ -262,7 +264,10 @@ def load_board(store_path: Path | str | None = None, *, preset: str | None = Non
     records = [r for r in records if r.preset == preset]
 
     def entry_cfg(r: Record) -> dict:
-        return {"algo": r.config.get("algo_config", {}), "budget": r.config.get("budget", {})}
+        # the budget overrides, not the budget: presets give every domain its own budget, and an
+        # algorithm run with each domain's preset budget is one entry across domains
+        budget = r.config["budget_overrides"] if "budget_overrides" in r.config else r.config.get("budget", {})
+        return {"algo": r.config.get("algo_config", {}), "budget": budget}
 
     def task_cfg(r: Record) -> dict:
         return {"domain": r.config.get("domain_config", {})}

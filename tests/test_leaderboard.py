@@ -129,6 +129,31 @@ def test_aggregates_follow_the_store_and_show_missing_entries(board_home: Path) 
     assert again.stats == agg.stats and again.improvement == agg.improvement
 
 
+def test_an_algorithm_is_one_entry_across_domains_with_their_own_budgets(tmp_path: Path, cache_dir: Path) -> None:
+    """Real smoke cells on every registered domain: each domain's preset budget differs, yet each
+    algorithm is one entry aggregated over all domains; a ``--budget`` override is its own entry."""
+    from benchmark.registry import DOMAINS
+
+    domains = sorted(DOMAINS.names())
+    assert len(domains) >= 2
+    budgets = {tuple(sorted(vars(DOMAINS.get(d).budget("smoke")).items())) for d in domains}
+    assert len(budgets) > 1, "the domains' smoke budgets no longer differ: this test would not test anything"
+    cells = [resolve(CellRequest(a, d, "default", s, "smoke")) for d in domains for s in SEEDS for a in ("sft", "dpo")]
+    cells.append(resolve(CellRequest("dpo", domains[0], "default", 0, "smoke", budget_sets=("steps=3",))))
+    store = Store(tmp_path / "prefbench.sqlite")
+    recs = run_grid(cells, store, LocalExecutor(), Settings(home=str(tmp_path), cache_dir=str(cache_dir)))
+    store.close()
+    assert all(r.status == "done" for r in recs)
+    board = load_board(tmp_path / "prefbench.sqlite")
+    assert [e.label for e in board.entries] == ["dpo (steps=3)", "dpo (steps=default)", "sft"]
+    full = aggregates(board, reps=100)[0]
+    assert [t.domain for t in full.tasks] == domains
+    assert set(full.stats) == {"sft", "dpo (steps=default)"} and not full.missing.keys() - {"dpo (steps=3)"}
+    assert full.matrices["dpo (steps=default)"].shape == (len(SEEDS), len(domains))
+    assert full.matrices["sft"].shape == (len(SEEDS), len(domains))
+    assert "no cells" in full.missing["dpo (steps=3)"]
+
+
 # ---------------------------------------------------------------------------------------------
 # bench leaderboard
 # ---------------------------------------------------------------------------------------------
@@ -257,12 +282,13 @@ def test_html_page_renders_in_headless_chromium(board_home: Path, tmp_path: Path
 
 
 def _record(algo: str, domain: str, seed: int, status: str, score: float | None = None, reason: str | None = None,
-            beta: float = 0.1, condition: str = "default"):
+            beta: float = 0.1, condition: str = "default", steps: int = 10):
     from benchmark.store import Record
 
     metrics = {} if score is None else {"normalized_score": score, "gold_reward": score / 100, "win_rate": 0.5,
                                         "kl_to_ref": 0.01, "diversity": 1.0, "feedback_used": 0.0}
-    cfg = {"algo_config": {"beta": beta}, "budget": {"steps": 10}, "domain_config": {"size": 1}}
+    cfg = {"algo_config": {"beta": beta}, "budget": {"steps": steps}, "budget_overrides": {},
+           "domain_config": {"size": 1}}
     return Record(run_id=f"{algo}-{beta}-{domain}-{condition}-{seed}", algo=algo, domain=domain, condition=condition,
                   preset="smoke", seed=seed, config_hash="h", config=cfg, code_version="abc123", packages={}, env={},
                   status=status, reason=reason, metrics=metrics, curves={}, timings={}, artifacts=[],
@@ -271,23 +297,24 @@ def _record(algo: str, domain: str, seed: int, status: str, score: float | None 
 
 @pytest.fixture()
 def holey_store(tmp_path: Path) -> Path:
-    """Stored records written directly (the leaderboard reads only the store): domains a and b;
-    x on both (3 seeds on a, 2 on b); y n/a on b; z failed once on a; dpo in two configurations."""
+    """Stored records written directly (the leaderboard reads only the store): domains a and b,
+    each with its own preset budget (10 and 20 steps, no overrides); x on both (3 seeds on a,
+    2 on b); y n/a on b; z failed once on a; dpo in two configurations."""
     store = Store(tmp_path / "s.sqlite")
     for s, v in enumerate([10.0, 20.0, 30.0]):
         store.put(_record("x", "a", s, "done", v))
         store.put(_record("y", "a", s, "done", v + 100))
         store.put(_record("dpo", "a", s, "done", v + 5))
         store.put(_record("dpo", "a", s, "done", v + 7, beta=0.05))
-        store.put(_record("dpo", "b", s, "done", v))
-        store.put(_record("dpo", "b", s, "done", v, beta=0.05))
-        store.put(_record("y", "b", s, "na", reason="domain b lacks offline:trajectories"))
+        store.put(_record("dpo", "b", s, "done", v, steps=20))
+        store.put(_record("dpo", "b", s, "done", v, beta=0.05, steps=20))
+        store.put(_record("y", "b", s, "na", reason="domain b lacks offline:trajectories", steps=20))
         if s < 2:
-            store.put(_record("x", "b", s, "done", v + 1))
+            store.put(_record("x", "b", s, "done", v + 1, steps=20))
             store.put(_record("z", "a", s, "done", v))
         else:
             store.put(_record("z", "a", s, "failed", reason="RuntimeError: diverged"))
-        store.put(_record("z", "b", s, "done", v))
+        store.put(_record("z", "b", s, "done", v, steps=20))
     store.close()
     return tmp_path / "s.sqlite"
 
