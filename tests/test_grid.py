@@ -66,8 +66,12 @@ def test_grid_killed_with_sigkill_resumes_without_losing_or_duplicating_cells(ho
         done = 0
         while time.time() < deadline and proc.poll() is None:
             if db.exists():
-                with sqlite3.connect(db) as conn:
-                    done = conn.execute("SELECT count(*) FROM cells WHERE status='done'").fetchone()[0]
+                try:  # the grid may hold the write lock (or not have made the table yet) at this instant
+                    with sqlite3.connect(db, timeout=5) as conn:
+                        done = conn.execute("SELECT count(*) FROM cells WHERE status='done'").fetchone()[0]
+                except sqlite3.OperationalError:
+                    time.sleep(0.1)
+                    continue
                 if done >= 2:
                     break
             time.sleep(0.1)
