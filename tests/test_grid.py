@@ -70,8 +70,7 @@ def test_grid_killed_with_sigkill_resumes_without_losing_or_duplicating_cells(ho
                     with sqlite3.connect(db, timeout=5) as conn:
                         done = conn.execute("SELECT count(*) FROM cells WHERE status='done'").fetchone()[0]
                 except sqlite3.OperationalError:
-                    time.sleep(0.1)
-                    continue
+                    pass  # keep the last count; poll again after the sleep below
                 if done >= 2:
                     break
             time.sleep(0.1)
