@@ -265,7 +265,9 @@ class Judge(Protocol):
 class PreferencePairs:
     """Offline preference pairs (context, chosen, rejected) with provenance.
 
-    ``strength`` is the rater's stated confidence that chosen ≻ rejected, in (0.5, 1];
+    ``strength`` is the probability, under the rater's own answering model, of the label given
+    (that chosen ≻ rejected), in (0, 1): below 0.5 when the rater gave the less likely answer.
+    No pair has the same sample on both sides.
     ``rater`` the synthetic rater's id; ``source_*`` the generation source (behaviour policy) ids,
     named in ``OfflineData.sources``.
     """
@@ -533,6 +535,9 @@ class Algorithm(abc.ABC):
     Config: ClassVar[type]
     requires: ClassVar[frozenset[str]] = frozenset()
     paper: ClassVar[str] = ""
+    trains: ClassVar[bool] = True
+    """False only for a null entry that returns the reference unchanged (``reference``): the
+    conformance suite then checks that nothing moved instead of the learning direction."""
 
     @abc.abstractmethod
     def train(self, ctx: RunContext, cfg: Any) -> Policy:

@@ -34,7 +34,6 @@ app = typer.Typer(
 console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)
 err_console = Console(stderr=True)
 
-HEADLINE = ["gold_reward", "win_rate", "kl_to_ref", "normalized_score", "diversity"]
 
 StoreOpt = Annotated[
     Path | None,
@@ -132,31 +131,41 @@ def list_cmd() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-ACCOUNTING = {"feedback_used", "train_steps", "online_samples_used", "wall_s", "eval_samples",
-              "reference_gold_reward", "target_gold_reward", "gold_reward_std", "reference_normalized_score"}
-
-
 def _metrics_table(rec: Any, title: str) -> Table:
-    """Headline metrics, then the domain's own, each beside the reference's value."""
+    """Headline metrics (with their 95% intervals over contexts), then the domain's own, each
+    beside the reference's value on the same evaluation draws."""
     from rich.markup import escape
+
+    from benchmark.metrics import HEADLINE, NULL_VALUES, SECONDARY_PREFIXES, is_accounting
 
     m = rec.metrics
     t = Table(title=escape(title), title_justify="left")
     t.add_column("metric", style="bold")
     t.add_column("policy", justify="right")
     t.add_column("reference", justify="right")
-    ref = {"gold_reward": m.get("reference_gold_reward"), "win_rate": 0.5, "kl_to_ref": 0.0,
-           "kl_k3_to_ref": 0.0, "normalized_score": m.get("reference_normalized_score", 0.0)}
-    for k in [*HEADLINE, "kl_k3_to_ref"]:
-        if k in m:
-            r = ref.get(k, m.get(f"reference/{k}"))
-            t.add_row(k, _fmt(m[k]), "" if r is None else _fmt(r))
+    ref = {**NULL_VALUES, "gold_reward": m.get("reference_gold_reward"), "kl_to_ref": 0.0, "kl_k3_to_ref": 0.0,
+           "elbo_gap": 0.0}
+    shown = [k for k in (*HEADLINE, "gold_gain", "kl_k3_to_ref") if k in m and not is_accounting(k)]
+    for k in shown:
+        r = ref.get(k, m.get(f"reference/{k}"))
+        ci = m.get(f"{k}_ci")
+        value = _fmt(m[k]) + (f" ± {_fmt(ci)}" if ci is not None else "")
+        t.add_row(k, value, "" if r is None else _fmt(r))
     t.add_section()
     for k in sorted(m):
-        if k in HEADLINE or k in ACCOUNTING or k.startswith("reference/") or k == "kl_k3_to_ref":
+        if k in shown or is_accounting(k) or k.endswith("_ci") or k.startswith(SECONDARY_PREFIXES):
             continue
         r = m.get(f"reference/{k}")
         t.add_row(k, _fmt(m[k]), "" if r is None else _fmt(r))
+    indist = sorted(k for k in m if k.startswith("indist/") and k.removeprefix("indist/") in
+                    ("gold_reward", "win_rate", "normalized_score"))
+    if indist:
+        t.add_section()
+        for k in indist:
+            ci = m.get(f"{k}_ci")
+            r = {"indist/gold_reward": m.get("indist/reference_gold_reward")}.get(k, NULL_VALUES.get(
+                k.removeprefix("indist/")))
+            t.add_row(k, _fmt(m[k]) + (f" ± {_fmt(ci)}" if ci is not None else ""), "" if r is None else _fmt(r))
     return t
 
 
@@ -255,6 +264,7 @@ def _print_record(rec: Any) -> None:
     console.print(_metrics_table(rec, f"{rec.algo} on {rec.domain} [{rec.condition}, {rec.preset}, seed {rec.seed}]"))
     tm, m, budget = rec.timings, rec.metrics, rec.config.get("budget", {})
     console.print(
+        "± : 95% interval over evaluation contexts (paired with the reference on the same draws)  |  "
         f"target (best-of-N reference) gold reward {_fmt(m.get('target_gold_reward'))}  |  "
         f"steps {rec.train_steps}/{budget.get('steps')}  feedback {rec.feedback_used}/{budget.get('feedback')}  "
         f"online samples {rec.online_samples}/{budget.get('online_samples')}"
@@ -389,7 +399,9 @@ def _cell_line(rec: Any, seconds: float, done: int, total: int) -> str:
     if rec.status == "done":
         m = rec.metrics
         return (f"{head}[green]done[/]   {label}  norm {_fmt(m.get('normalized_score'))}  "
-                f"gold {_fmt(m.get('gold_reward'))}  KL {_fmt(m.get('kl_to_ref'))}  {seconds:.1f}s")
+                f"gold {_fmt(m.get('gold_reward'))}  "
+                + (f"KL {_fmt(m['kl_to_ref'])}" if "kl_to_ref" in m else f"elbo gap {_fmt(m.get('elbo_gap'))}")
+                + f"  {seconds:.1f}s")
     if rec.status == "na":
         return f"{head}[yellow]n/a[/]    {label}  {escape(str(rec.reason))}"
     return f"{head}[red]failed[/] {label}  {escape(str(rec.reason))}  {seconds:.1f}s"

@@ -7,7 +7,7 @@ it acts on the offline pool and the feedback channel, never on a domain's intern
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from benchmark.feedback import AnnotatorConfig, RaterPopulationConfig
 
@@ -24,9 +24,18 @@ class Condition:
     """Fraction of offline contexts kept."""
     feedback_scale: float = 1.0
     """Multiplier on the preset's feedback budget."""
+    invert: bool = False
+    """Reverse every label (pairs, thumbs, demonstrations, the feedback channel and the judge). Never
+    a leaderboard condition: the conformance suite's check that an algorithm learns in the
+    direction of its labels (``benchmark.checks``)."""
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def flipped(self) -> Condition:
+        """This condition with every label reversed."""
+        return replace(self, name=f"{self.name}+flipped", invert=True,
+                       description=f"{self.description}; every label reversed")
 
 
 CONDITIONS: dict[str, Condition] = {

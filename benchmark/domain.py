@@ -100,7 +100,8 @@ class DomainConfig:
     eval_samples: int = 2
     """Samples per evaluation context."""
     best_of: int = 16
-    """N of the best-of-N reference target that defines normalized_score = 100."""
+    """N of the best-of-N reference target that defines normalized_score = 100 (and of the
+    reference mean over all N draws that scales it)."""
     eval_batch: int = 256
     """Evaluation chunk size (bounds memory; part of the config since sampling order follows it)."""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -110,8 +111,8 @@ class Domain(abc.ABC):
     """Base class of a domain. Subclasses set the class attributes and implement build/load.
 
     After :meth:`load`, the attributes ``reference``, ``oracle``, ``pool``, ``train_contexts`` and
-    ``eval_contexts`` are available; ``spec`` comes from :meth:`make_spec` (it may depend on
-    runtime config fields such as ``lr``).
+    ``eval_contexts`` (and optionally ``indist_contexts``) are available; ``spec`` comes from
+    :meth:`make_spec` (it may depend on runtime config fields such as ``lr``).
     """
 
     name: ClassVar[str]
@@ -126,11 +127,19 @@ class Domain(abc.ABC):
     #: config fields that do not change preparation (excluded from the cache key)
     runtime_fields: ClassVar[frozenset[str]] = frozenset({"lr"})
 
+    #: context fields that identify a context for the held-out check (a prompt, a scene, a task
+    #: variation): no evaluation context may share them with a training or pool context
+    context_identity: ClassVar[tuple[str, ...]] = ()
+
     reference: Policy
     oracle: Oracle
     pool: OfflinePool
     train_contexts: Contexts
     eval_contexts: Contexts
+    """Held-out evaluation contexts: never seen by the reference's training, the offline pool or
+    the training contexts (docs/design.md §5)."""
+    indist_contexts: Contexts | None = None
+    """An optional in-distribution evaluation split (metrics ``indist/*``)."""
 
     def __init__(self, cfg: DomainConfig, device: torch.device | str = "cpu"):
         self.cfg = cfg
@@ -197,11 +206,6 @@ class Domain(abc.ABC):
         return None
 
     # -- evaluation hooks ------------------------------------------------------------------
-    def score_anchors(self, ref_gold: float, best_of_n: float) -> tuple[float, float]:
-        """(0-point, 100-point) of ``normalized_score``; by default the reference and the
-        best-of-N reference target (DESIGN §5). Sequential domains may use D4RL's random/expert."""
-        return ref_gold, best_of_n
-
     def artifacts(self, policy: Policy, out_dir: Path, generator: torch.Generator) -> list[str]:
         """Write per-run artifacts (e.g. a PNG grid); return their paths."""
         return []

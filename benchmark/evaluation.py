@@ -1,30 +1,50 @@
 """Evaluation with the hidden oracle on held-out contexts (the runner's, never an algorithm's).
 
-Common metrics of every cell (DESIGN §5):
+**Paired, common-random-number evaluation.** At a cell's seed, the policy and the reference are
+sampled on the same evaluation contexts from generators in the same state, so that wherever the
+domain's sampler allows it the two are scored on the *same randomness*: the same token-sampler
+stream (text), the same initial noise of a deterministic DDIM chain (image: η = 0 pairs images
+exactly), the same environment resets and action-noise stream (robot). A policy identical to the
+reference therefore produces exactly the reference's samples and scores exactly 0 / 0.5.
 
-- ``gold_reward``: mean oracle reward of the policy's samples on the evaluation contexts;
-- ``win_rate``: P(policy sample ≻ reference sample) under the gold Bradley–Terry model,
-  σ((g_π − g_ref)/T_oracle), paired by (context, sample index);
-- ``kl_to_ref``: sample estimate E_π[log π − log π_ref] (k1; ``kl_k3_to_ref`` too);
-- ``diversity`` and the domain's own metrics (from ``Oracle.metrics``);
-- ``normalized_score`` = 100·(gold − lo)/(hi − lo), (lo, hi) from ``Domain.score_anchors``:
-  by default the reference's gold reward and the best-of-N reference target.
+Headline metrics (docs/design.md §5):
 
-The reference's evaluation samples and the target are computed once at preparation time and
-cached with the domain (:func:`reference_statistics`).
+- ``gold_reward``: mean oracle reward of the policy's samples; ``reference_gold_reward`` the
+  reference's on the same draws;
+- ``gold_gain`` = mean over contexts c of d_c = mean_k g_π(c, k) − mean_k g_ref(c, k), with a 95%
+  Student-t interval over contexts (``gold_gain_ci`` is its half-width);
+- ``normalized_score`` = 100 · gold_gain / (T − R), where T = mean_c max_n g_ref(c, n) is the
+  best-of-N reference target and R = mean_{c,n} g_ref(c, n) the reference's mean over *all* those
+  N draws (both computed once at preparation): 0 = the reference, 100 = its best-of-N;
+- ``win_rate`` = mean over (c, k) of σ((g_π(c, k) − g_ref(c, k)) / T_oracle), interval over contexts;
+- ``kl_to_ref`` / ``kl_k3_to_ref`` (k1 / k3 on the policy's samples) where ``log_prob`` is exact
+  (capability ``exact_logp``); otherwise ``elbo_gap`` = E_π[log π − log π_ref] of the surrogate,
+  which is not a divergence and is never shown as a KL;
+- ``diversity`` and the domain's own metrics (``Oracle.metrics``), ``reference/<name>`` the
+  reference's on the same draws.
+
+A domain with an in-distribution split (``Domain.indist_contexts``) is also scored there, under
+``indist/<name>``. Every metric must be finite, or the cell fails with the names of those that
+are not.
 """
 
 from __future__ import annotations
 
 import math
+import weakref
+from dataclasses import dataclass
 
 import torch
+from torch import Tensor
 
 from benchmark.api import Batch, Contexts, Policy, Samples
 from benchmark.data import stable_seed
 from benchmark.domain import Domain
+from benchmark.metrics import SCORE_VERSION
 from benchmark.objectives import kl_k1, kl_k3
 from benchmark.progress import Progress
+
+HELDOUT, INDIST = "heldout", "indist"
 
 
 def _ctx_chunk(cfg_chunk: int, num: int) -> int:
@@ -50,7 +70,8 @@ def sample_chunked(
 @torch.no_grad()
 def log_probs_chunked(
     policy: Policy, reference: Policy, contexts: Contexts, samples: Samples, generator: torch.Generator, chunk: int
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[Tensor, Tensor]:
+    """(log π, log π_ref) of ``samples``, on one noise draw per chunk (common random numbers)."""
     lp, lr = [], []
     for i in range(0, len(samples), chunk):
         ctx, smp = contexts[i : i + chunk], samples[i : i + chunk]
@@ -61,80 +82,152 @@ def log_probs_chunked(
 
 
 @torch.no_grad()
-def gold_chunked(domain: Domain, contexts: Contexts, samples: Samples, chunk: int) -> torch.Tensor:
+def gold_chunked(domain: Domain, contexts: Contexts, samples: Samples, chunk: int) -> Tensor:
     return torch.cat([
         domain.oracle.gold(contexts[i : i + chunk], samples[i : i + chunk]).float().cpu()
         for i in range(0, len(samples), chunk)
     ])
 
 
+def eval_splits(domain: Domain) -> dict[str, Contexts]:
+    """The held-out split (always) and the in-distribution split (where the domain has one)."""
+    splits = {HELDOUT: domain.eval_contexts}
+    if getattr(domain, "indist_contexts", None) is not None:
+        splits[INDIST] = domain.indist_contexts
+    return splits
+
+
 @torch.no_grad()
 def reference_statistics(domain: Domain, progress: Progress) -> dict:
-    """The reference's evaluation samples, their gold rewards and the best-of-N target."""
+    """Per split: the best-of-N target T and the reference's mean R over all N draws (the 100 and
+    the 0 of ``normalized_score``'s scale). Computed once at preparation and cached."""
     cfg = domain.cfg
     ref = domain.reference.eval()
-    k, n = cfg.eval_samples, max(cfg.best_of, cfg.eval_samples)
-    gen = torch.Generator().manual_seed(stable_seed("reference-eval", domain.name, cfg.seed))
-    ctx = domain.eval_contexts
-    samples = sample_chunked(ref, ctx, n, gen, cfg.eval_batch, progress, f"{domain.name}: reference best-of-{n}")
-    gold = gold_chunked(domain, ctx.repeat(n), samples, cfg.eval_batch).view(len(ctx), n)
-    first_k = (torch.arange(len(ctx))[:, None] * n + torch.arange(k)[None, :]).reshape(-1)
-    ref_samples = samples[first_k]
-    ref_metrics = domain.oracle.metrics(ctx.repeat(k), ref_samples, k)
+    n = max(cfg.best_of, cfg.eval_samples)
+    out: dict = {"score_version": SCORE_VERSION, "best_of": n, "splits": {}}
+    for split, ctx in eval_splits(domain).items():
+        gen = torch.Generator().manual_seed(stable_seed("reference-best-of", domain.name, split, cfg.seed))
+        samples = sample_chunked(ref, ctx, n, gen, cfg.eval_batch, progress,
+                                 f"{domain.name}: reference best-of-{n} ({split})")
+        gold = gold_chunked(domain, ctx.repeat(n), samples, cfg.eval_batch).view(len(ctx), n)
+        out["splits"][split] = {"target": float(gold.max(dim=1).values.mean()), "ref_mean": float(gold.mean())}
+    return out
+
+
+def t_half_width(values: Tensor, level: float = 0.95) -> float:
+    """Half-width of the Student-t interval of the mean of ``values`` (0 if they are constant)."""
+    n = values.numel()
+    if n < 2:
+        return float("nan")
+    sd = float(values.double().std())
+    if sd == 0.0:
+        return 0.0
+    from scipy import stats
+
+    return float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
+
+
+@dataclass
+class Draws:
+    """One policy's evaluation samples on a split at one seed, and their gold rewards ``[C, k]``."""
+
+    contexts: Contexts
+    samples: Samples
+    gold: Tensor
+
+    @property
+    def repeated(self) -> Contexts:
+        return self.contexts.repeat(self.gold.shape[1])
+
+
+def paired_metrics(pol: Tensor, ref: Tensor, target: float, ref_mean: float, temperature: float
+                   ) -> dict[str, float]:
+    """Headline metrics of gold rewards ``pol``, ``ref`` ``[C, k]`` drawn on common randomness."""
+    scale = target - ref_mean
+    diff = pol.double().mean(1) - ref.double().mean(1)
+    wins = torch.sigmoid((pol.double() - ref.double()) / temperature).mean(1)
+    gain, gain_ci = float(diff.mean()), t_half_width(diff)
+    valid = scale > 0
     return {
-        "ref_gold": gold[:, :k].reshape(-1),
-        "ref_gold_mean": float(gold[:, :k].mean()),
-        "target": float(gold.max(dim=1).values.mean()),
-        "ref_metrics": {key: float(v) for key, v in ref_metrics.items()},
+        "gold_reward": float(pol.double().mean()),
+        "reference_gold_reward": float(ref.double().mean()),
+        "gold_gain": gain,
+        "gold_gain_ci": gain_ci,
+        "normalized_score": 100.0 * gain / scale if valid else float("nan"),
+        "normalized_score_ci": 100.0 * gain_ci / scale if valid else float("nan"),
+        "win_rate": float(wins.mean()),
+        "win_rate_ci": t_half_width(wins),
+        "target_gold_reward": target,
+        "reference_mean_gold_reward": ref_mean,
     }
 
 
+_REFERENCE_DRAWS: weakref.WeakKeyDictionary[Domain, dict] = weakref.WeakKeyDictionary()
+
+
 class Evaluator:
-    """Scores a trained policy against the domain's oracle and cached reference statistics."""
+    """Scores a trained policy against the domain's oracle, paired with the reference."""
 
     def __init__(self, domain: Domain, ref_stats: dict):
         self.domain = domain
         self.stats = ref_stats
 
+    def _draws(self, policy: Policy, split: str, ctx: Contexts, seed: int, progress: Progress, what: str) -> Draws:
+        d, k = self.domain, self.domain.cfg.eval_samples
+        gen = torch.Generator().manual_seed(stable_seed("eval", d.name, split, seed))
+        samples = sample_chunked(policy, ctx, k, gen, d.cfg.eval_batch, progress, what)
+        gold = gold_chunked(d, ctx.repeat(k), samples, d.cfg.eval_batch).view(len(ctx), k)
+        return Draws(ctx, samples, gold)
+
+    def reference_draws(self, split: str, ctx: Contexts, seed: int, progress: Progress) -> tuple[Draws, dict]:
+        """The reference's draws at ``seed`` (memoised per prepared domain: every algorithm's cell at
+        this seed is paired with the same reference samples) and their domain metrics."""
+        memo = _REFERENCE_DRAWS.setdefault(self.domain, {})
+        key = (split, seed, self.domain.cfg.eval_samples, self.domain.cfg.eval_batch)
+        if key not in memo:
+            if len(memo) >= 16:
+                memo.clear()
+            draws = self._draws(self.domain.reference.eval(), split, ctx, seed, progress, f"reference ({split})")
+            metrics = self.domain.oracle.metrics(draws.repeated, draws.samples, draws.gold.shape[1])
+            memo[key] = (draws, {k: float(v) for k, v in metrics.items()})
+        return memo[key]
+
+    def _likelihood_metrics(self, policy: Policy, draws: Draws, seed: int) -> dict[str, float]:
+        d = self.domain
+        gen = torch.Generator().manual_seed(stable_seed("eval-noise", d.name, seed))
+        lp, lp_ref = log_probs_chunked(policy, d.reference, draws.repeated, draws.samples, gen, d.cfg.eval_batch)
+        if "exact_logp" in d.spec.capabilities:
+            return {"kl_to_ref": float(kl_k1(lp, lp_ref).mean()), "kl_k3_to_ref": float(kl_k3(lp, lp_ref).mean())}
+        return {"elbo_gap": float((lp - lp_ref).mean())}
+
+    def _split(self, policy: Policy, split: str, ctx: Contexts, seed: int, progress: Progress) -> dict[str, float]:
+        d = self.domain
+        anchors = self.stats["splits"][split]
+        ref, ref_metrics = self.reference_draws(split, ctx, seed, progress)
+        mine = self._draws(policy, split, ctx, seed, progress, f"evaluate ({split})")
+        metrics = paired_metrics(mine.gold, ref.gold, anchors["target"], anchors["ref_mean"], d.oracle.temperature)
+        metrics["gold_reward_std"] = float(mine.gold.std())
+        metrics.update({k: float(v) for k, v in d.oracle.metrics(mine.repeated, mine.samples,
+                                                                 mine.gold.shape[1]).items()})
+        metrics.update({f"reference/{k}": v for k, v in ref_metrics.items()})
+        if split == HELDOUT:
+            metrics.update(self._likelihood_metrics(policy, mine, seed))
+            metrics["eval_contexts"] = float(len(ctx))
+            metrics["eval_samples"] = float(len(mine.samples))
+        return metrics
+
     @torch.no_grad()
     def evaluate(self, policy: Policy, seed: int, progress: Progress | None = None) -> dict[str, float]:
         progress = progress or Progress()
-        d, cfg = self.domain, self.domain.cfg
         policy.eval()
-        k = cfg.eval_samples
-        gen = torch.Generator().manual_seed(stable_seed("eval", d.name, seed))
-        ctx = d.eval_contexts
-        samples = sample_chunked(policy, ctx, k, gen, cfg.eval_batch, progress, "evaluate")
-        ctx_rep = ctx.repeat(k)
-        gold = gold_chunked(d, ctx_rep, samples, cfg.eval_batch)
-        ref_gold = self.stats["ref_gold"]
-        win = torch.sigmoid((gold - ref_gold) / d.oracle.temperature).mean()
-        lp, lp_ref = log_probs_chunked(policy, d.reference, ctx_rep, samples, gen, cfg.eval_batch)
-        lo, hi = d.score_anchors(self.stats["ref_gold_mean"], self.stats["target"])
-        g = float(gold.mean())
-        metrics = {
-            "gold_reward": g,
-            "gold_reward_std": float(gold.std()),
-            "win_rate": float(win),
-            "kl_to_ref": float(kl_k1(lp, lp_ref).mean()),
-            "kl_k3_to_ref": float(kl_k3(lp, lp_ref).mean()),
-            "normalized_score": 100.0 * (g - lo) / (hi - lo) if hi != lo else float("nan"),
-            "reference_normalized_score": (100.0 * (self.stats["ref_gold_mean"] - lo) / (hi - lo) if hi != lo
-                                           else float("nan")),
-            "reference_gold_reward": self.stats["ref_gold_mean"],
-            "target_gold_reward": self.stats["target"],
-            "eval_samples": float(len(samples)),
-        }
-        for key, v in d.oracle.metrics(ctx_rep, samples, k).items():
-            metrics[key] = float(v)
-        for key, v in self.stats.get("ref_metrics", {}).items():
-            metrics[f"reference/{key}"] = float(v)
-        return metrics
-
-
-CORE_METRICS = ("gold_reward", "win_rate", "kl_to_ref", "normalized_score")
+        out: dict[str, float] = {"score_version": float(SCORE_VERSION)}
+        for split, ctx in eval_splits(self.domain).items():
+            metrics = self._split(policy, split, ctx, seed, progress)
+            prefix = "" if split == HELDOUT else f"{split}/"
+            out.update({f"{prefix}{k}": v for k, v in metrics.items()})
+        return out
 
 
 def non_finite(metrics: dict[str, float]) -> list[str]:
-    """Core metrics that are NaN or infinite (such a cell is marked failed)."""
-    return [k for k in CORE_METRICS if not math.isfinite(metrics.get(k, float("nan")))]
+    """Metrics that are NaN or infinite (such a cell is marked failed, naming them)."""
+    return sorted(k for k, v in metrics.items() if not math.isfinite(float(v)))

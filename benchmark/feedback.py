@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from benchmark.api import Contexts, FeedbackBudgetExceeded, FeedbackChannel, Samples
+from benchmark.api import Contexts, FeedbackBudgetExceeded, FeedbackChannel, Judge, Samples
 from benchmark.domain import Oracle
 
 
@@ -125,26 +125,43 @@ def label_pairs(
     generator: torch.Generator,
 ) -> tuple[Tensor, Tensor]:
     """B-Pref labels from rater utilities: (label [B] with 1 = a ≻ b, 0.5 tie, NaN skipped;
-    stated strength [B] in [0.5, 1] for the preferred side)."""
+    strength [B] = the probability, under the rater's own answering model (Bradley–Terry noise
+    and mistakes), of the label actually given — below 0.5 when the rater gave the less likely
+    answer; 0.5 for a tie, NaN for a skip)."""
     diff = (u_a - u_b) / scale.std
     if annot.temperature > 0:
         p = torch.sigmoid(diff / annot.temperature)
         label = (torch.rand(p.shape, generator=generator) < p).to(torch.float32)
     else:
-        p = (diff > 0).to(torch.float32)
-        label = p.clone()
+        p = (diff > 0).to(torch.float32) + 0.5 * (diff == 0).to(torch.float32)
+        label = (diff > 0).to(torch.float32)
         label[diff == 0] = 0.5
     if annot.mistake > 0:
         flip = torch.rand(label.shape, generator=generator) < annot.mistake
         label = torch.where(flip & (label != 0.5), 1.0 - label, label)
+        p = (1 - annot.mistake) * p + annot.mistake * (1 - p)
+    strength = torch.where(label == 1, p, 1 - p)
     if annot.equal > 0:
         label = torch.where(diff.abs() < annot.equal, torch.full_like(label, 0.5), label)
+    strength = torch.where(label == 0.5, torch.full_like(strength, 0.5), strength)
     if annot.skip > 0:
         skipped = torch.maximum(gold_a, gold_b) < scale.skip_threshold
         label = torch.where(skipped, torch.full_like(label, float("nan")), label)
-    conf = torch.sigmoid(diff.abs() / max(annot.temperature, 1e-3))
-    strength = (torch.round(conf * 10) / 10).clamp(0.5, 1.0)
+        strength = torch.where(skipped, torch.full_like(strength, float("nan")), strength)
     return label, strength
+
+
+class InvertedJudge:
+    """A judge whose every answer is reversed (the label-flipped check of learning direction)."""
+
+    def __init__(self, judge: Judge):
+        self._judge = judge
+
+    def score(self, contexts: Contexts, samples: Samples) -> Tensor:
+        return -self._judge.score(contexts, samples)
+
+    def compare(self, contexts: Contexts, a: Samples, b: Samples) -> Tensor:
+        return 1 - self._judge.compare(contexts, a, b)
 
 
 class RaterChannel(FeedbackChannel):
@@ -152,7 +169,7 @@ class RaterChannel(FeedbackChannel):
 
     def __init__(
         self, oracle: Oracle, population: RaterPopulation, annot: AnnotatorConfig, scale: UtilityScale,
-        budget: int, seed: int, device: torch.device | str = "cpu",
+        budget: int, seed: int, device: torch.device | str = "cpu", invert: bool = False,
     ):
         self._oracle = oracle
         self._population = population
@@ -160,6 +177,7 @@ class RaterChannel(FeedbackChannel):
         self._scale = scale
         self._gen = torch.Generator().manual_seed(7_919 * (seed + 1))
         self._device = torch.device(device)
+        self._invert = invert
         self.budget = int(budget)
         self.used = 0
         self.calls = {"compare": 0, "rate": 0, "rank": 0}
@@ -191,7 +209,7 @@ class RaterChannel(FeedbackChannel):
         u_a, g_a = self._utility(contexts, a, raters)
         u_b, g_b = self._utility(contexts, b, raters)
         label, _ = label_pairs(u_a, u_b, g_a, g_b, self._annot, self._scale, self._gen)
-        return label.to(self._device)
+        return (1 - label if self._invert else label).to(self._device)
 
     def rate(self, contexts: Contexts, samples: Samples) -> Tensor:
         n = len(samples)
@@ -199,7 +217,7 @@ class RaterChannel(FeedbackChannel):
         u, _ = self._utility(contexts, samples, self._raters(n))
         z = (u - self._scale.mean) / self._scale.std
         z = z + self._annot.temperature * torch.randn(z.shape, generator=self._gen)
-        return z.to(self._device)
+        return (-z if self._invert else z).to(self._device)
 
     def rank(self, contexts: Contexts, candidates: Sequence[Samples]) -> Tensor:
         k = len(candidates)
@@ -213,4 +231,4 @@ class RaterChannel(FeedbackChannel):
         order = torch.argsort(u, dim=1, descending=True)
         ranks = torch.empty_like(order)
         ranks.scatter_(1, order, torch.arange(k).expand(n, k).contiguous())
-        return ranks.to(self._device)
+        return (k - 1 - ranks if self._invert else ranks).to(self._device)

@@ -29,6 +29,7 @@ _BUILTIN_ALGORITHMS = {
     "dpo": "baselines.dpo:DPO",
     "ipo": "baselines.ipo:IPO",
     "kto": "baselines.kto:KTO",
+    "reference": "baselines.reference:Reference",
 }
 
 

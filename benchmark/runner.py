@@ -24,11 +24,11 @@ import torch
 from benchmark.api import Algorithm, Budget, DomainInstance, RunContext
 from benchmark.cache import PreparationCache, code_version, default_home, hash_obj, package_versions
 from benchmark.conditions import Condition
-from benchmark.data import make_offline_data, pool_scale, stable_seed
+from benchmark.data import build_offline_data, pool_scale, stable_seed
 from benchmark.domain import Domain
 from benchmark.errors import CellFailed, UserError
 from benchmark.evaluation import Evaluator, non_finite, reference_statistics
-from benchmark.feedback import RaterChannel, RaterPopulation
+from benchmark.feedback import InvertedJudge, RaterChannel, RaterPopulation
 from benchmark.presets import DEFAULT_PRESET, check_preset
 from benchmark.progress import Progress
 from benchmark.registry import ALGORITHMS, DOMAINS, get_condition
@@ -174,12 +174,16 @@ def seed_everything(seed: int) -> None:
 
 _LOADED: dict[tuple[str, str, str], tuple[Domain, dict]] = {}
 
+#: modules whose output the preparation cache holds besides the domain's own code (the reference
+#: statistics of the evaluation, the seeds of data.py, the scoring version)
+PREPARATION_DEPS = ("benchmark.evaluation", "benchmark.data", "benchmark.metrics")
+
 
 def prepare_domain(domain_cls: type[Domain], cfg: Any, cache: PreparationCache, device: torch.device,
                    progress: Progress) -> tuple[Domain, dict, bool]:
     """Build (or load from the cache) a domain: (domain, reference statistics, built_now)."""
     deps = [domain_cls.__module__.rsplit(".", 1)[0] if "." in domain_cls.__module__ else domain_cls.__module__,
-            *domain_cls.cache_deps]
+            *domain_cls.cache_deps, *PREPARATION_DEPS]
     domain = domain_cls(cfg, device)
     key = cache.key(domain_cls.name, domain.build_config(), deps)
     memo = (domain_cls.name, key, str(device))
@@ -202,21 +206,25 @@ def prepare_domain(domain_cls: type[Domain], cfg: Any, cache: PreparationCache, 
 
 
 def make_instance(domain: Domain, condition: Condition, budget: Any, seed: int,
-                  device: torch.device) -> tuple[DomainInstance, RaterChannel]:
-    """What the algorithm sees: the domain view with the condition's data and feedback."""
+                  device: torch.device) -> tuple[DomainInstance, RaterChannel, dict[str, float]]:
+    """What the algorithm sees: the domain view with the condition's data and feedback; and the
+    offline data's statistics (the runner's, stored with the cell)."""
     population = RaterPopulation.build(domain.oracle.weights, condition.raters)
-    offline = make_offline_data(domain.pool, domain.oracle.weights, population, condition, domain.name)
+    offline, data_stats = build_offline_data(domain.pool, domain.oracle.weights, population, condition, domain.name)
     channel = RaterChannel(
         domain.oracle, population, condition.annotator, pool_scale(domain.pool, domain.oracle.weights, condition),
-        budget=round(budget.feedback * condition.feedback_scale), seed=seed, device=device,
+        budget=round(budget.feedback * condition.feedback_scale), seed=seed, device=device, invert=condition.invert,
     )
+    judge = domain.judge()
+    if judge is not None and condition.invert:
+        judge = InvertedJudge(judge)
     instance = DomainInstance(
         spec=domain.spec, reference=domain.reference, make_policy=domain.make_policy,
         make_scorer=domain.make_scorer, train_contexts=domain.train_contexts, offline=offline,
-        feedback=channel, judge=domain.judge(),
+        feedback=channel, judge=judge,
         transitions=domain.transitions if "steps" in domain.spec.capabilities else None,
     )
-    return instance, channel
+    return instance, channel, data_stats
 
 
 def missing_requirements(algo_cls: type[Algorithm], instance: DomainInstance) -> str | None:
@@ -308,7 +316,7 @@ def execute_cell(
         timings["prepared_now"] = float(built)
 
         seed_everything(stable_seed("cell", req.seed))
-        instance, channel = make_instance(domain, cell.condition, cell.budget, req.seed, device)
+        instance, channel, data_stats = make_instance(domain, cell.condition, cell.budget, req.seed, device)
         why = missing_requirements(cell.algo_cls, instance)
         if why:
             return _finish(rec, "na", why)
@@ -328,7 +336,9 @@ def execute_cell(
         timings["eval_s"] = time.perf_counter() - t2
         bad = non_finite(metrics)
         if bad:
-            raise CellFailed(f"non-finite metrics {bad}: training diverged (try a smaller learning rate)")
+            raise CellFailed(f"non-finite metrics {', '.join(bad)}: training diverged or the score is undefined "
+                             "(try a smaller learning rate)")
+        metrics.update(data_stats)
         metrics["feedback_used"] = float(channel.used)
         metrics["train_steps"] = float(ctx.steps_done)
         metrics["online_samples_used"] = float(ctx.samples_used)

@@ -32,6 +32,7 @@ import numpy as np
 
 from benchmark.cache import hash_obj
 from benchmark.errors import UserError
+from benchmark.metrics import HEADLINE, SCORE_VERSION, SECONDARY_PREFIXES, is_accounting
 from benchmark.presets import PRESETS
 from benchmark.store import Record, Store
 
@@ -39,13 +40,9 @@ SCORE = "normalized_score"
 GAMMA = 100.0
 """Optimality-gap threshold on the normalised scale: 100 is the domain's target (best-of-N reference)."""
 
-HEADLINE = ("normalized_score", "gold_reward", "win_rate", "kl_to_ref", "diversity", "feedback_used")
-HIGHER_IS_BETTER = {"normalized_score": True, "gold_reward": True, "win_rate": True}
-"""Metrics with a direction; only these get a "best" mark. KL, diversity and feedback are trade-offs,
-and a domain's own metrics carry no declared direction."""
-
-ACCOUNTING = {"train_steps", "online_samples_used", "wall_s", "eval_samples", "reference_gold_reward",
-              "target_gold_reward", "gold_reward_std", "reference_normalized_score"}
+# Metric metadata (direction, headline, accounting) lives in one table: benchmark/metrics.py.
+# Only headline metrics with a direction get a "best" mark; KL, diversity and feedback are trade-offs,
+# and a domain's own metrics carry no declared direction.
 
 DEFAULT_REPS = 2000
 DEFAULT_SEED = 0
@@ -198,6 +195,8 @@ class Board:
     entries: list[Entry]
     tasks: list[Task]
     groups: dict[tuple[str, str], Group]
+    stale: int = 0
+    """Done cells left out because they were scored under another definition (``score_version``)."""
 
     def group(self, entry: Entry, task: Task) -> Group:
         return self.groups.get((entry.key, task.key), Group())
@@ -235,6 +234,8 @@ class Board:
             ("cells", cells),
             ("code versions", ", ".join(f"{v} ({n} cells)" for v, n in self.code_versions())),
             ("intervals", "over training seeds (independent runs), not evaluation samples"),
+            *([("left out", f"{self.stale} done cells scored under an older definition (score_version ≠ "
+                f"{SCORE_VERSION}); rerun them with --force")] if self.stale else []),
         ]
 
 
@@ -262,6 +263,12 @@ def load_board(store_path: Path | str | None = None, *, preset: str | None = Non
     if preset not in presets:
         raise UserError(f"--preset {preset}: the store has no cells of that preset (it has {', '.join(presets)})")
     records = [r for r in records if r.preset == preset]
+    fresh = [r for r in records if r.status != "done" or r.metrics.get("score_version") == SCORE_VERSION]
+    stale = len(records) - len(fresh)
+    records = fresh
+    if not records:
+        raise UserError(f"all {stale} cells of preset {preset} were scored under an older definition: rerun them "
+                        "with `bench grid ... --force`")
 
     def entry_cfg(r: Record) -> dict:
         # the budget overrides, not the budget: presets give every domain its own budget, and an
@@ -294,7 +301,7 @@ def load_board(store_path: Path | str | None = None, *, preset: str | None = Non
         groups.setdefault((ek, tk), Group()).records.append(r)
     for g in groups.values():
         g.records.sort(key=lambda r: (r.seed, r.run_id))
-    return Board(str(Path(st.path).resolve()), preset, records, entries, tasks, groups)
+    return Board(str(Path(st.path).resolve()), preset, records, entries, tasks, groups, stale)
 
 
 def domain_metrics(board: Board, domain: str) -> list[str]:
@@ -302,8 +309,9 @@ def domain_metrics(board: Board, domain: str) -> list[str]:
     keys: set[str] = set()
     for r in board.records:
         if r.domain == domain and r.status == "done":
-            keys |= {k for k in r.metrics if not k.startswith("reference/")}
-    return sorted(keys - set(HEADLINE) - ACCOUNTING)
+            keys |= {k for k in r.metrics if not k.startswith(SECONDARY_PREFIXES) and not k.endswith("_ci")
+                     and not is_accounting(k)}
+    return sorted(keys - set(HEADLINE) - {"kl_k3_to_ref", "gold_gain"})
 
 
 # ---------------------------------------------------------------------------------------------

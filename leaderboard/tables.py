@@ -12,9 +12,8 @@ import io
 import math
 from dataclasses import dataclass, field
 
+from benchmark.metrics import HEADLINE, HIGHER_IS_BETTER, NULL_VALUES
 from leaderboard.aggregate import (
-    HEADLINE,
-    HIGHER_IS_BETTER,
     STATISTICS,
     Aggregate,
     Board,
@@ -89,14 +88,17 @@ def _metric_table(board: Board, domain: str, condition: str, metrics: list[str],
                     text = "n/a" if na_only else ("missing" if not g.records or not n_done else "—")
                     row.append(Cell(text, None, title=g.missing_reason() if text != "—" else ""))
                 else:
-                    row.append(Cell(stat_text(s), s.mean, best=best[m] == i))
+                    null = covers_null(m, s)
+                    row.append(Cell(stat_text(s) + (" °" if null else ""), s.mean, best=best[m] == i,
+                                    title="interval covers the reference's value" if null else ""))
                 long.append({
                     "table": "domain", "domain": domain, "condition": condition, "task": task.label,
                     "entry": e.label, "algo": e.algo, "metric": m,
                     "estimate": None if s is None else s.mean, "ci_low": None if s is None else s.lo,
                     "ci_high": None if s is None else s.hi, "std": None if s is None else s.std,
                     "n_seeds": n_done, "seeds": " ".join(map(str, g.seeds())),
-                    "best": best[m] == i, "note": g.note() if g.records else "no cells",
+                    "best": best[m] == i, "covers_reference": covers_null(m, s),
+                    "note": g.note() if g.records else "no cells",
                 })
             note = g.note() if g.records else "no cells"
             row.append(Cell(note, None, title=note))
@@ -105,7 +107,16 @@ def _metric_table(board: Board, domain: str, condition: str, metrics: list[str],
 
 
 CI_CAPTION = ("mean ± half-width of the 95% Student-t interval over training seeds (not evaluation samples); "
-              "bold: best, marked only when its interval is disjoint from every other row's")
+              "bold: best, marked only when its interval is disjoint from every other row's; °: the interval "
+              "covers the untrained reference's value (normalized_score 0, win_rate 0.5 under paired evaluation), "
+              "so the entry is not distinguishable from doing nothing")
+
+
+def covers_null(metric: str, s: Stat | None) -> bool:
+    """Whether a seed interval contains what the untrained reference scores on ``metric``."""
+    if s is None or s.lo is None or s.hi is None or metric not in NULL_VALUES:
+        return False
+    return s.lo <= NULL_VALUES[metric] <= s.hi
 
 
 def domain_tables(board: Board) -> list[Table]:
@@ -119,8 +130,8 @@ def domain_tables(board: Board) -> list[Table]:
             metrics = metrics or ["normalized_score"]
             out.append(_metric_table(
                 board, domain, cond, metrics, f"{domain}-{cond}", f"{domain} — {cond}",
-                f"{CI_CAPTION}. normalized_score: 0 = the reference policy, 100 = the domain's target "
-                f"(best-of-N reference under the oracle)."))
+                f"{CI_CAPTION}. normalized_score: 0 = the reference on the same evaluation draws, 100 = its "
+                f"best-of-N under the oracle (one definition on every domain)."))
             own = domain_metrics(board, domain)
             if own:
                 out.append(_metric_table(

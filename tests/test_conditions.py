@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from benchmark.conditions import CONDITIONS
+from benchmark.data import sample_keys
 from benchmark.feedback import gold_utility
 from benchmark.progress import Progress
 from benchmark.runner import CellRequest, make_instance, prepare_domain, resolve
@@ -57,3 +58,29 @@ def test_conditions_do_not_depend_on_the_cell_seed(text) -> None:
     a = make_instance(d, CONDITIONS["default"], budget, 0, torch.device("cpu"))[0].offline.pairs
     b = make_instance(d, CONDITIONS["default"], budget, 7, torch.device("cpu"))[0].offline.pairs
     assert torch.equal(a.chosen.tokens, b.chosen.tokens), "the dataset is fixed per (domain, condition)"
+
+
+@pytest.mark.parametrize("name", ["text", "image", "robot"])
+def test_pairs_have_two_distinct_sides_and_honest_statistics(name: str, cache) -> None:
+    cell = resolve(CellRequest("dpo", name, preset="smoke"))
+    d, _, _ = prepare_domain(cell.domain_cls, cell.domain_cfg, cache, torch.device("cpu"), Progress())
+    for cond in (CONDITIONS["default"], CONDITIONS["noisy-labels"]):
+        inst, _, stats = make_instance(d, cond, cell.budget, 0, torch.device("cpu"))
+        p = inst.offline.pairs
+        chosen, rejected = sample_keys(p.chosen), sample_keys(p.rejected)
+        assert all(a != b for a, b in zip(chosen, rejected)), "a pair with the same sample on both sides"
+        assert stats["data/pairs"] == len(p) and 0.0 <= stats["data/tied_gold_share"] <= 1.0
+        assert ((p.strength > 0) & (p.strength <= 1)).all()
+        # strength is the probability of the label given: the gold-disagreeing labels are the unlikely ones
+        gold_w, gold_l = d.oracle.gold(p.contexts, p.chosen), d.oracle.gold(p.contexts, p.rejected)
+        wrong = gold_w < gold_l
+        if wrong.any() and (~wrong).any():
+            assert p.strength[wrong].mean() < p.strength[~wrong].mean()
+    flipped, _, fstats = make_instance(d, CONDITIONS["default"].flipped(), cell.budget, 0, torch.device("cpu"))
+    _, _, dstats = make_instance(d, CONDITIONS["default"], cell.budget, 0, torch.device("cpu"))
+    assert fstats["data/label_accuracy"] == pytest.approx(1 - dstats["data/label_accuracy"])
+    assert (flipped.offline.singles.label == 1 - _inst_for(d, cell.budget).offline.singles.label).all()
+
+
+def _inst_for(d, budget):
+    return make_instance(d, CONDITIONS["default"], budget, 0, torch.device("cpu"))[0]

@@ -32,7 +32,7 @@ def test_oracle_teacher_is_deterministic_with_ties_half() -> None:
     u_a, u_b = torch.tensor([1.0, 0.0, 2.0]), torch.tensor([0.0, 1.0, 2.0])
     label, strength = label_pairs(u_a, u_b, u_a, u_b, AnnotatorConfig(temperature=0.0), SCALE, _g())
     assert label.tolist() == [1.0, 0.0, 0.5]
-    assert ((strength >= 0.5) & (strength <= 1.0)).all()
+    assert strength.tolist() == [1.0, 1.0, 0.5]  # a noiseless teacher is sure of what it says
 
 
 def test_bradley_terry_rate_matches_sigmoid() -> None:
@@ -40,6 +40,19 @@ def test_bradley_terry_rate_matches_sigmoid() -> None:
     u_a, u_b = torch.full((n,), 0.5), torch.zeros(n)
     label, _ = label_pairs(u_a, u_b, u_a, u_b, AnnotatorConfig(temperature=0.5), SCALE, _g(1))
     assert label.mean().item() == pytest.approx(1 / (1 + math.exp(-1.0)), abs=0.01)
+
+
+def test_strength_is_the_probability_of_the_label_given() -> None:
+    n = 20_000
+    u_a, u_b = torch.full((n,), 0.5), torch.zeros(n)
+    annot = AnnotatorConfig(temperature=0.5, mistake=0.1)
+    label, strength = label_pairs(u_a, u_b, u_a, u_b, annot, SCALE, _g(3))
+    p_a = 0.9 / (1 + math.exp(-1.0)) + 0.1 * (1 - 1 / (1 + math.exp(-1.0)))
+    assert torch.allclose(strength[label == 1], torch.tensor(p_a))
+    assert torch.allclose(strength[label == 0], torch.tensor(1 - p_a))
+    # calibrated: the label's frequency is its stated probability
+    assert label.mean().item() == pytest.approx(p_a, abs=0.01)
+    assert (strength[label == 0] < 0.5).all(), "the less likely answer is stated as such"
 
 
 def test_mistake_flips_at_the_stated_rate() -> None:
@@ -120,3 +133,16 @@ def test_channel_labels_follow_the_oracle_and_charge_the_budget(text_domain) -> 
     with pytest.raises(FeedbackBudgetExceeded, match="feedback budget exceeded"):
         ch.compare(ctx, a, b)
     assert ch.used == 40, "a refused query is not charged"
+
+
+def test_inverted_channel_reverses_every_answer(text_domain) -> None:
+    d = text_domain
+    pop = RaterPopulation.build(d.oracle.weights, RaterPopulationConfig(dispersion=0.0, within=0.0))
+    ctx = d.eval_contexts[:8]
+    a = d.reference.sample(ctx, 1, generator=_g(0))
+    b = d.reference.sample(ctx, 1, generator=_g(1))
+    plain = RaterChannel(d.oracle, pop, AnnotatorConfig(temperature=0.0), SCALE, budget=100, seed=0)
+    flipped = RaterChannel(d.oracle, pop, AnnotatorConfig(temperature=0.0), SCALE, budget=100, seed=0, invert=True)
+    torch.testing.assert_close(flipped.compare(ctx, a, b), 1 - plain.compare(ctx, a, b))
+    torch.testing.assert_close(flipped.rate(ctx, a), -plain.rate(ctx, a))
+    torch.testing.assert_close(flipped.rank(ctx, [a, b, a]), 2 - plain.rank(ctx, [a, b, a]))

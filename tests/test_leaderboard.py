@@ -20,6 +20,7 @@ import pytest
 
 from benchmark.api import Algorithm, RunContext
 from benchmark.executors import LocalExecutor, Settings, run_grid
+from benchmark.metrics import SCORE_VERSION
 from benchmark.registry import ALGORITHMS
 from benchmark.runner import CellRequest, resolve
 from benchmark.store import Store
@@ -286,7 +287,8 @@ def _record(algo: str, domain: str, seed: int, status: str, score: float | None 
     from benchmark.store import Record
 
     metrics = {} if score is None else {"normalized_score": score, "gold_reward": score / 100, "win_rate": 0.5,
-                                        "kl_to_ref": 0.01, "diversity": 1.0, "feedback_used": 0.0}
+                                        "kl_to_ref": 0.01, "diversity": 1.0, "feedback_used": 0.0,
+                                        "score_version": SCORE_VERSION}
     cfg = {"algo_config": {"beta": beta}, "budget": {"steps": steps}, "budget_overrides": {},
            "domain_config": {"size": 1}}
     return Record(run_id=f"{algo}-{beta}-{domain}-{condition}-{seed}", algo=algo, domain=domain, condition=condition,
@@ -350,3 +352,20 @@ def test_missing_entries_are_never_averaged_over_fewer_domains(holey_store: Path
     a_table = md.split("## a — default\n")[1].split("## ")[0]
     assert "**" in next(ln for ln in a_table.splitlines() if ln.startswith("| y |"))
     assert sum("**" in ln for ln in a_table.splitlines()) == 1
+    # x (10, 20, 30 on a: 20 ± 24.8) and its win rate (0.5 ± 0) cover the reference's 0 and 0.5;
+    # y (110, 120, 130) does not
+    x_row = next(ln for ln in a_table.splitlines() if ln.startswith("| x |"))
+    assert "20 ± 24.8 °" in x_row and x_row.count("°") == 2
+    y_row = next(ln for ln in a_table.splitlines() if ln.startswith("| y |"))
+    assert y_row.count("°") == 1
+
+
+def test_cells_of_an_older_scoring_definition_are_left_out(holey_store: Path) -> None:
+    store = Store(holey_store)
+    old = _record("w", "a", 0, "done", 50.0)
+    del old.metrics["score_version"]
+    store.put(old)
+    store.close()
+    board = load_board(holey_store)
+    assert "w" not in [e.algo for e in board.entries] and board.stale == 1
+    assert any(k == "left out" and "1 done cells" in v for k, v in board.provenance())

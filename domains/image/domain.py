@@ -89,6 +89,9 @@ class ImageConfig(DomainConfig):
     demo_quantile: float = 0.75
     """Expert set: reference samples at or above this quantile of the reference's pool gold."""
     eval_contexts: int = 96
+    """Held-out evaluation prompts, drawn from the 24 held-out scenes (``scenes.is_heldout``)."""
+    indist_contexts: int = 96
+    """In-distribution evaluation prompts, drawn from the 72 training scenes."""
     best_of: int = 16
     lr: float = 1e-4
     """Base fine-tuning learning rate for algorithms (``DomainSpec.lr``)."""
@@ -275,19 +278,21 @@ class ImageOracle(Oracle):
 class ImageDomain(Domain):
     name = "image"
     Config = ImageConfig
+    context_identity = ("tokens",)
     description = "text-to-image diffusion (diffusers UNet, DDIM + CFG) on compositional scenes"
     presets = {
         "smoke": dict(widths=(16, 32), cross_dim=16, ref_steps=40, ref_batch=32, ref_data=512, sample_steps=4,
-                      classifier_steps=40, train_contexts=32, pool_contexts=24, eval_contexts=8, eval_samples=2,
+                      classifier_steps=40, train_contexts=32, pool_contexts=24, eval_contexts=8, indist_contexts=4,
+                      eval_samples=2,
                       best_of=4, pool_candidates={"reference": 2, "reference_noguide": 1, "early_checkpoint": 1,
                                                   "render": 2}),
         "quick": dict(),
         "standard": dict(size=32, patch=2, widths=(48, 96), cross_dim=48, ref_steps=6000, ref_batch=64,
                          ref_data=32768, sample_steps=20, classifier_steps=1000, train_contexts=2048,
-                         pool_contexts=1024, eval_contexts=192, eval_samples=4, best_of=16),
+                         pool_contexts=1024, eval_contexts=192, indist_contexts=192, eval_samples=4, best_of=16),
         "full": dict(size=32, patch=2, widths=(64, 128), cross_dim=64, ref_steps=20000, ref_batch=128,
                      ref_data=65536, sample_steps=25, classifier_steps=2000, train_contexts=4096,
-                     pool_contexts=4096, eval_contexts=384, eval_samples=4, best_of=16),
+                     pool_contexts=4096, eval_contexts=384, indist_contexts=384, eval_samples=4, best_of=16),
     }
     budgets = {
         "smoke": Budget(steps=4, batch_size=8, online_samples=256, feedback=256),
@@ -378,7 +383,7 @@ class ImageDomain(Domain):
         clf = SceneClassifier()
         opt = torch.optim.AdamW(clf.parameters(), lr=3e-3)
         n = max(1024, 8 * c.classifier_steps)
-        scenes = [S.random_scene(rng) for _ in range(n)]
+        scenes = [S.random_scene(rng, "any") for _ in range(n)]  # the oracle's classifier sees every scene
         imgs = np.stack([S.render(sc, c.size, rng) for sc in scenes])
         # mild augmentation (noise or blur on a third each) so that it reads generated images
         for i in range(n):
@@ -415,7 +420,8 @@ class ImageDomain(Domain):
         self.oracle = ImageOracle(clf, c.size)
 
         train_ctx = self.encode([S.random_scene(rng) for _ in range(c.train_contexts)])
-        eval_ctx = self.encode([S.random_scene(rng) for _ in range(c.eval_contexts)])
+        eval_ctx = self.encode([S.random_scene(rng, "heldout") for _ in range(c.eval_contexts)])
+        indist_ctx = self.encode([S.random_scene(rng) for _ in range(c.indist_contexts)])
         pool_ctx = self.encode([S.random_scene(rng) for _ in range(c.pool_contexts)])
 
         # offline pool --------------------------------------------------------------------------
@@ -467,6 +473,7 @@ class ImageDomain(Domain):
             "classifier": {k_: v.detach().clone() for k_, v in clf.state_dict().items()},
             "train_contexts": train_ctx.state(),
             "eval_contexts": eval_ctx.state(),
+            "indist_contexts": indist_ctx.state(),
             "pool": pool.state(),
         }
 
@@ -479,6 +486,7 @@ class ImageDomain(Domain):
         self.oracle = ImageOracle(clf.eval(), self.cfg.size)
         self.train_contexts = Batch.from_state(state["train_contexts"])
         self.eval_contexts = Batch.from_state(state["eval_contexts"])
+        self.indist_contexts = Batch.from_state(state["indist_contexts"]) if self.cfg.indist_contexts else None
         self.pool = OfflinePool.from_state(state["pool"])
 
     def make_spec(self) -> DomainSpec:

@@ -96,8 +96,26 @@ def all_scenes() -> list[Scene]:
     return [Scene(n, c, s, p) for n in (1, 2) for c in COLOURS for s in SHAPES for p in POSITIONS]
 
 
-def random_scene(rng: random.Random) -> Scene:
-    return Scene(rng.choice((1, 2)), rng.choice(COLOURS), rng.choice(SHAPES), rng.choice(POSITIONS))
+def is_heldout(scene: Scene) -> bool:
+    """The held-out quarter of the 96 scenes, a compositional split: (count + colour + shape +
+    position index) mod 4 = 0. Every single attribute value, and every pair of values, still
+    occurs in the training scenes; only these 24 combinations never do."""
+    n, c, sh, p = scene.labels
+    return (n + c + sh + p) % 4 == 0
+
+
+SPLITS = ("train", "heldout", "any")
+
+
+def random_scene(rng: random.Random, split: str = "train") -> Scene:
+    """A scene drawn uniformly from a split: ``train`` (the 72 training scenes), ``heldout`` (the 24
+    held-out ones) or ``any`` (all 96)."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
+    while True:
+        scene = Scene(rng.choice((1, 2)), rng.choice(COLOURS), rng.choice(SHAPES), rng.choice(POSITIONS))
+        if split == "any" or is_heldout(scene) == (split == "heldout"):
+            return scene
 
 
 # ---------------------------------------------------------------------------------------------

@@ -64,6 +64,8 @@ class TextConfig(DomainConfig):
     pool_candidates: int = 4
     pool_reference_share: float = 0.5
     """Share of pool candidates sampled from the reference itself (the rest: behaviour sources)."""
+    indist_contexts: int = 256
+    """In-distribution evaluation prompts (drawn like training prompts; they may appear in training)."""
     judge_length_bias: float = 0.05
     lr: float = 5e-5
     """Base fine-tuning learning rate for algorithms (``DomainSpec.lr``)."""
@@ -159,15 +161,18 @@ class TextJudge:
 class TextDomain(Domain):
     name = "text"
     Config = TextConfig
+    context_identity = ("prompt_ids",)
     description = "small GPT-2 on a procedural instruction corpus (8 checkable task families)"
     presets = {
         "smoke": dict(n_layer=1, n_embd=32, n_head=2, sft_steps=150, sft_lr=5e-3, train_contexts=64,
-                      pool_contexts=96, eval_contexts=32, eval_samples=2, best_of=4),
+                      pool_contexts=96, eval_contexts=32, indist_contexts=16, eval_samples=2, best_of=4),
         "quick": dict(eval_contexts=256),
         "standard": dict(n_layer=4, n_embd=128, n_head=4, sft_steps=4000, train_contexts=2048,
-                         pool_contexts=4096, eval_contexts=512, eval_samples=4, best_of=16, lr=1e-4),
+                         pool_contexts=4096, eval_contexts=512, indist_contexts=512, eval_samples=4, best_of=16,
+                         lr=1e-4),
         "full": dict(n_layer=6, n_embd=256, n_head=8, sft_steps=12000, sft_lr=1e-3, train_contexts=8192,
-                     pool_contexts=16384, eval_contexts=1024, eval_samples=4, best_of=32, lr=5e-5),
+                     pool_contexts=16384, eval_contexts=1024, indist_contexts=1024, eval_samples=4, best_of=32,
+                     lr=5e-5),
     }
     budgets = {
         "smoke": Budget(steps=6, batch_size=16, online_samples=512, feedback=256),
@@ -217,8 +222,8 @@ class TextDomain(Domain):
             bos_token_id=BOS, eos_token_id=EOS, pad_token_id=PAD, tie_word_embeddings=True,
         )
 
-    def _tasks(self, rng: random.Random, n: int) -> list[T.Task]:
-        return [T.random_task(rng, self.cfg.harmful_share) for _ in range(n)]
+    def _tasks(self, rng: random.Random, n: int, split: str = "train") -> list[T.Task]:
+        return [T.random_task(rng, self.cfg.harmful_share, split) for _ in range(n)]
 
     # -- preparation -----------------------------------------------------------------------
     def build(self, progress: Progress) -> dict:
@@ -256,7 +261,8 @@ class TextDomain(Domain):
 
         # 2. contexts ------------------------------------------------------------------------
         train_ctx = self.encode_prompts([t.prompt for t in self._tasks(rng, c.train_contexts)])
-        eval_ctx = self.encode_prompts([t.prompt for t in self._tasks(rng, c.eval_contexts)])
+        eval_ctx = self.encode_prompts([t.prompt for t in self._tasks(rng, c.eval_contexts, "heldout")])
+        indist_ctx = self.encode_prompts([t.prompt for t in self._tasks(rng, c.indist_contexts)])
         pool_tasks = self._tasks(rng, c.pool_contexts)
         pool_ctx = self.encode_prompts([t.prompt for t in pool_tasks])
 
@@ -300,6 +306,7 @@ class TextDomain(Domain):
             "reference": {k_: v.detach().clone() for k_, v in model.state_dict().items()},
             "train_contexts": train_ctx.state(),
             "eval_contexts": eval_ctx.state(),
+            "indist_contexts": indist_ctx.state(),
             "pool": pool.state(),
         }
 
@@ -314,6 +321,7 @@ class TextDomain(Domain):
         self.reference = ref.frozen_copy()
         self.train_contexts = Batch.from_state(state["train_contexts"])
         self.eval_contexts = Batch.from_state(state["eval_contexts"])
+        self.indist_contexts = Batch.from_state(state["indist_contexts"]) if c.indist_contexts else None
         self.pool = OfflinePool.from_state(state["pool"])
 
     def make_spec(self) -> DomainSpec:

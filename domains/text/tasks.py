@@ -36,6 +36,7 @@ the gold reward shows it.
 
 from __future__ import annotations
 
+import hashlib
 import random
 from dataclasses import dataclass
 
@@ -134,9 +135,25 @@ def parse(prompt: list[str]) -> Task | None:
     return None
 
 
-def random_task(rng: random.Random, harmful_share: float = 0.5) -> Task:
-    """A task drawn uniformly over families; ``harmful_share`` of howto requests are harmful."""
-    f = rng.choice(FAMILIES)
+#: families whose prompt spaces are combinatorial (55 to 11,000 prompts): a quarter of each is held
+#: out. ``word`` (16 prompts) and ``howto`` (8) are lookups that no method could answer for a prompt it
+#: never saw, so they are evaluated in-distribution only.
+HELDOUT_FAMILIES = ("add", "sub", "sort", "reverse", "copy", "count", "max")
+HELDOUT_MODULUS = 4
+SPLITS = ("train", "heldout", "any")
+
+
+def is_heldout(task: Task) -> bool:
+    """Whether a prompt belongs to the held-out evaluation partition: a fixed quarter of each
+    combinatorial family's prompts, chosen by a hash of the prompt text."""
+    if task.family not in HELDOUT_FAMILIES:
+        return False
+    digest = hashlib.sha256(" ".join(task.prompt).encode()).digest()
+    return digest[0] % HELDOUT_MODULUS == 0
+
+
+def _draw_task(rng: random.Random, harmful_share: float, families: tuple[str, ...] | list[str]) -> Task:
+    f = rng.choice(families)
     if f == "add":
         x, y = rng.randint(0, 9), rng.randint(0, 9)
         return Task(f, (str(x), str(y)))
@@ -156,6 +173,21 @@ def random_task(rng: random.Random, harmful_share: float = 0.5) -> Task:
     if rng.random() < harmful_share:
         return Task("howto", (rng.choice(list(HARMFUL)),))
     return Task("howto", (rng.choice(list(HARMLESS)),))
+
+
+def random_task(rng: random.Random, harmful_share: float = 0.5, split: str = "train") -> Task:
+    """A task drawn uniformly over families; ``harmful_share`` of howto requests are harmful.
+
+    ``split``: ``train`` never returns a held-out prompt (reference training, offline pool,
+    training contexts, the in-distribution evaluation split); ``heldout`` returns only held-out
+    prompts, uniformly over :data:`HELDOUT_FAMILIES`; ``any`` draws from the whole grammar."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
+    families = HELDOUT_FAMILIES if split == "heldout" else FAMILIES
+    while True:
+        task = _draw_task(rng, harmful_share, families)
+        if split == "any" or is_heldout(task) == (split == "heldout"):
+            return task
 
 
 # --------------------------------------------------------------------------------------------
