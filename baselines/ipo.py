@@ -3,7 +3,7 @@ to Understand Learning from Human Preferences").
 
     L(θ) = E_{(x, y_w, y_l)~D} (h − 1/(2τ))²,   h = ρ_θ(x, y_w) − ρ_θ(x, y_l).
 
-Reading implemented (ALGORITHMS.md card 1a): TRL divides each sequence log-ratio by its length
+Reading implemented: TRL's DPOTrainer (``loss_type="ipo"``) divides each sequence log-ratio by its length
 (token count) before taking the difference, a normalisation the IPO authors confirmed to TRL;
 ``length_normalize=False`` gives the paper's unnormalised form. τ = 0.1 is TRL's default β.
 """
@@ -20,10 +20,15 @@ from benchmark.training import optimizer_step, pair_logps, should_log
 @dataclass
 class IPOConfig:
     tau: float = 0.1
+    """τ, the regularisation of the target margin 1/(2τ) (TRL's β: 0.1; the paper sweeps 0.01–1)."""
     length_normalize: bool = True
+    """Divide each sequence log-ratio by its length, as TRL does (the paper: no normalisation)."""
     lr_scale: float = 1.0
+    """Multiplier on the domain's base fine-tuning learning rate (docs/design.md §2)."""
     batch_size: int | None = None
+    """Pairs per step (None: the preset's batch size)."""
     max_grad_norm: float = 1.0
+    """Gradient-norm clip (TRL: 1.0)."""
 
 
 class IPO(Algorithm):

@@ -4,8 +4,15 @@
     undesirable: λ_U (1 − σ(β (z₀ − ρ_θ(x, y))))
     z₀ = clamp(mean ρ_θ(x', y_mismatched), min = 0), detached,
 
-as TRL's ``loss_type="kto"`` (ALGORITHMS.md card 1b): the mismatched pairs cycle completions
-within the batch (context i scored with sample i+1). Defaults β = 0.1, λ_D = λ_U = 1.
+the loss of TRL's ``KTOTrainer`` (``loss_type="kto"``). Defaults β = 0.1, λ_D = λ_U = 1 (the paper's
+and TRL's).
+
+Ours: the mismatched pairs (x, y') that estimate z₀ rotate completions *within each sampled
+training batch* (context i scored with the batch's sample i+1). TRL builds them once, before
+training, by rotating completions by one within consecutive dataset chunks of one batch size
+(``_get_kl_dataset``), so its y' are a fixed neighbour's rather than the batch's own; both are the
+paper's "mismatched" estimate of the KL term, and ours makes the y' the batch's own completions, as
+TRL's docstring recommends.
 """
 
 from __future__ import annotations
@@ -22,11 +29,17 @@ from benchmark.training import logps_with_reference, optimizer_step, should_log
 @dataclass
 class KTOConfig:
     beta: float = 0.1
+    """β, the KL strength in the value function (paper and TRL: 0.1)."""
     desirable_weight: float = 1.0
+    """λ_D, the weight of desirable examples (paper: 1.0)."""
     undesirable_weight: float = 1.0
+    """λ_U, the weight of undesirable examples (paper: 1.0)."""
     lr_scale: float = 1.0
+    """Multiplier on the domain's base fine-tuning learning rate (docs/design.md §2)."""
     batch_size: int | None = None
+    """Examples per step (None: the preset's batch size)."""
     max_grad_norm: float = 1.0
+    """Gradient-norm clip (TRL: 1.0)."""
 
 
 class KTO(Algorithm):

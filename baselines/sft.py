@@ -19,8 +19,11 @@ class SFTConfig:
     data: Literal["chosen", "demos"] = "chosen"
     """Train on the chosen side of offline pairs, or on the offline demonstrations."""
     lr_scale: float = 1.0
+    """Multiplier on the domain's base fine-tuning learning rate (docs/design.md §2)."""
     batch_size: int | None = None
+    """Samples per step (None: the preset's batch size)."""
     max_grad_norm: float = 1.0
+    """Gradient-norm clip (TRL: 1.0)."""
 
 
 class SFT(Algorithm):

@@ -7,7 +7,6 @@ failed with its reason and ends with exit status 1.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import math
@@ -194,7 +193,7 @@ def run_cmd(
     from rich.markup import escape
 
     from benchmark.cache import PreparationCache
-    from benchmark.progress import Progress, RichProgress
+    from benchmark.progress import live, make_progress
     from benchmark.runner import CellRequest, default_device, resolve, run_cell
 
     dev = device or default_device()
@@ -213,8 +212,8 @@ def run_cmd(
     else:
         console.print(f"[bold]{escape(cell.label)}[/]  run [cyan]{cell.run_id}[/]  store {st.path}")
         t0 = time.perf_counter()
-        prog = Progress() if quiet else RichProgress(console=console)
-        with prog if isinstance(prog, RichProgress) else contextlib.nullcontext():
+        prog = make_progress(console, quiet)
+        with live(prog):
             rec = run_cell(cell, store=st, cache=PreparationCache(cache), device=dev, progress=prog, force=force)
         console.print(f"wall time {time.perf_counter() - t0:.1f}s")
     _print_record(rec)
@@ -239,14 +238,14 @@ def export_cmd(
 
     from benchmark.cache import PreparationCache
     from benchmark.export import FORMATS, export
-    from benchmark.progress import Progress, RichProgress
+    from benchmark.progress import live, make_progress
     from benchmark.runner import CellRequest, prepare_domain, resolve
 
     if fmt not in FORMATS:
         fail(f"--format {fmt}: unknown export format; valid formats are {', '.join(FORMATS)}")
     cell = resolve(CellRequest("sft", domain, preset=preset, domain_sets=tuple(domain_sets or ())))
-    prog = Progress() if quiet else RichProgress(console=console)
-    with prog if isinstance(prog, RichProgress) else contextlib.nullcontext():
+    prog = make_progress(console, quiet)
+    with live(prog):
         dom, _, _ = prepare_domain(cell.domain_cls, cell.domain_cfg, PreparationCache(cache), torch.device("cpu"),
                                    prog)
     written = export(dom, fmt, out)
@@ -443,7 +442,7 @@ def grid_cmd(
     from rich.markup import escape
 
     from benchmark.executors import Settings, get_executor, plan_grid, run_grid
-    from benchmark.progress import Progress, RichProgress
+    from benchmark.progress import live, make_progress
     from benchmark.registry import ALGORITHMS, DOMAINS, parse_conditions
     from benchmark.runner import CellRequest, default_device, resolve
 
@@ -493,14 +492,13 @@ def grid_cmd(
     t0 = time.perf_counter()
     starts: dict[str, float] = {}
     counter = {"n": 0}
-    prog = Progress() if quiet else RichProgress(console=console, remove_finished=True)
+    prog = make_progress(console, quiet, remove_finished=True)
 
     def on_start(cell: Any) -> None:
         starts[cell.run_id] = time.perf_counter()
 
     records: list[Any] = []
-    live = prog if isinstance(prog, RichProgress) else contextlib.nullcontext()
-    with live, prog.task(f"grid: {len(todo)} cells", len(todo)) as overall:
+    with live(prog), prog.task(f"grid: {len(todo)} cells", len(todo)) as overall:
         def on_result(cell: Any, rec: Any) -> None:
             counter["n"] += 1
             overall.advance()

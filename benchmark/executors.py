@@ -1,4 +1,4 @@
-"""Executors: where the cells of a grid run (DESIGN §6).
+"""Executors: where the cells of a grid run (docs/design.md §6a).
 
 An :class:`Executor` takes resolved cells and yields each one's finished
 :class:`~benchmark.store.Record` as it completes. It never touches the store: the driver

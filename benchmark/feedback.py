@@ -3,7 +3,7 @@
 Labels come from the hidden oracle through *raters*. A rater has its own weights on the oracle's
 reward components (rater populations after Monti et al. 2019, "All You Need is Ratings":
 raters are drawn from a few clusters, each with its own taste), and answers with the B-Pref
-teacher model (Lee et al. 2021; ALGORITHMS.md card A): Bradley–Terry noise (``stochastic``),
+teacher model (Lee et al. 2021, "B-Pref"): Bradley–Terry noise (``stochastic``),
 ``mistake`` flips, ``myopic`` discounting of early steps, ``skip`` of uninformative queries and
 ``equal`` (tie) labels.
 

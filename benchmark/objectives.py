@@ -1,7 +1,7 @@
 """Shared maths of preference optimisation, written once.
 
 Every function works on per-example tensors and returns per-example losses (``[B]``) unless
-it says otherwise; algorithms take the mean. Notation follows ALGORITHMS.md: ρ = log π_θ − log
+it says otherwise; algorithms take the mean. Notation (docs/design.md §2): ρ = log π_θ − log
 π_ref of a whole sample, β the KL strength, σ the logistic function.
 """
 
@@ -27,7 +27,12 @@ def dpo_loss(h: Tensor, beta: float, label_smoothing: float = 0.0) -> Tensor:
 
 
 def robust_dpo_loss(h: Tensor, beta: float, eps: float) -> Tensor:
-    """rDPO (Chowdhury et al. 2024, TRL ``robust``): [−(1−ε) log σ(βh) + ε log σ(−βh)] / (1−2ε)."""
+    """rDPO (Chowdhury et al. 2024, TRL ``robust``): [−(1−ε) log σ(βh) + ε log σ(−βh)] / (1−2ε).
+
+    ε is the assumed label-flip rate; ε ≥ 0.5 would make the labels uninformative (or inverted) and
+    the normaliser non-positive, so it raises."""
+    if not 0 <= eps < 0.5:
+        raise ValueError(f"rDPO's flip rate must be in [0, 0.5), got {eps}")
     z = beta * h
     return (-(1 - eps) * F.logsigmoid(z) + eps * F.logsigmoid(-z)) / (1 - 2 * eps)
 

@@ -9,13 +9,12 @@ with the ``@register_domain`` / ``@register_algorithm`` decorators.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any, Generic, TypeVar
 
-from benchmark.errors import UserError
+from benchmark.errors import UserError, did_you_mean
 
 T = TypeVar("T")
 
@@ -34,11 +33,16 @@ _BUILTIN_ALGORITHMS = {
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str, group: str, builtins: dict[str, str]):
+    """Names → classes. Refuses a name registered twice (built-in, entry point or decorator) and
+    an object that is not a subclass of ``base`` (``"module:Class"``, resolved lazily)."""
+
+    def __init__(self, kind: str, group: str, builtins: dict[str, str], base: str | None = None):
         self.kind = kind
         self.group = group
+        self.base = base
         self._lazy: dict[str, str] = dict(builtins)
         self._loaded: dict[str, T] = {}
+        self._conflicts: dict[str, list[str]] = {}
         self._scanned = False
 
     def _scan(self) -> None:
@@ -46,20 +50,42 @@ class Registry(Generic[T]):
             return
         self._scanned = True
         for ep in entry_points(group=self.group):
+            if ep.name in self._lazy and self._lazy[ep.name] != ep.value:
+                self._conflicts.setdefault(ep.name, [self._lazy[ep.name]]).append(ep.value)
             self._lazy.setdefault(ep.name, ep.value)
+
+    def _check(self, name: str, obj: Any) -> None:
+        if self.base is None:
+            return
+        module, _, attr = self.base.partition(":")
+        base = getattr(importlib.import_module(module), attr)
+        if not (isinstance(obj, type) and issubclass(obj, base)):
+            raise UserError(f"{self.kind} {name!r} is {obj!r}, not a subclass of {base.__module__}.{base.__name__}; "
+                            f"register a {base.__name__} subclass")
 
     def register(self, name: str | None = None) -> Callable[[T], T]:
         def deco(obj: T) -> T:
             key = name or getattr(obj, "name", None)
             if not key:
                 raise ValueError(f"a registered {self.kind} needs a name")
-            self._loaded[key] = obj
+            self.add(key, obj)
             return obj
 
         return deco
 
     def add(self, name: str, obj: T) -> None:
+        """Register ``obj`` as ``name`` (refused if the name is taken or ``obj`` has the wrong base)."""
+        self._scan()
+        taken = self._loaded.get(name)
+        if (taken is not None and taken is not obj) or (taken is None and name in self._lazy):
+            where = self._lazy.get(name) or f"{getattr(taken, '__module__', '?')}.{getattr(taken, '__name__', taken)}"
+            raise UserError(f"{self.kind} {name!r} is already registered ({where}); choose another name")
+        self._check(name, obj)
         self._loaded[name] = obj
+
+    def remove(self, name: str) -> None:
+        """Forget a name registered at run time (tests, notebooks)."""
+        self._loaded.pop(name, None)
 
     def names(self) -> list[str]:
         self._scan()
@@ -70,17 +96,20 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         self._scan()
+        if name in self._conflicts:
+            raise UserError(f"{self.kind} {name!r} is registered by several packages "
+                            f"({', '.join(self._conflicts[name])}); uninstall all but one")
         if name in self._loaded:
             return self._loaded[name]
         if name not in self._lazy:
             valid = self.names()
-            close = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise UserError(f"unknown {self.kind} {name!r}: {hint}valid {self.kind}s are {', '.join(valid)}")
+            raise UserError(f"unknown {self.kind} {name!r}: {did_you_mean(name, valid)}valid {self.kind}s are "
+                            f"{', '.join(valid)}")
         module, _, attr = self._lazy[name].partition(":")
         obj: Any = importlib.import_module(module)
         for part in attr.split("."):
             obj = getattr(obj, part)
+        self._check(name, obj)
         self._loaded[name] = obj
         return obj
 
@@ -94,8 +123,9 @@ class Registry(Generic[T]):
         return names
 
 
-DOMAINS: Registry[Any] = Registry("domain", "prefbench.domains", _BUILTIN_DOMAINS)
-ALGORITHMS: Registry[Any] = Registry("algorithm", "prefbench.algorithms", _BUILTIN_ALGORITHMS)
+DOMAINS: Registry[Any] = Registry("domain", "prefbench.domains", _BUILTIN_DOMAINS, base="benchmark.domain:Domain")
+ALGORITHMS: Registry[Any] = Registry("algorithm", "prefbench.algorithms", _BUILTIN_ALGORITHMS,
+                                     base="benchmark.api:Algorithm")
 
 register_domain = DOMAINS.register
 register_algorithm = ALGORITHMS.register
@@ -105,9 +135,8 @@ def get_condition(name: str):
     from benchmark.conditions import CONDITIONS
 
     if name not in CONDITIONS:
-        close = difflib.get_close_matches(name, list(CONDITIONS), n=1, cutoff=0.5)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        raise UserError(f"unknown condition {name!r}: {hint}valid conditions are {', '.join(CONDITIONS)}")
+        raise UserError(f"unknown condition {name!r}: {did_you_mean(name, list(CONDITIONS))}valid conditions are "
+                        f"{', '.join(CONDITIONS)}")
     return CONDITIONS[name]
 
 

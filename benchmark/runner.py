@@ -26,7 +26,7 @@ from benchmark.cache import PreparationCache, code_version, default_home, hash_o
 from benchmark.conditions import Condition
 from benchmark.data import build_offline_data, pool_scale, stable_seed
 from benchmark.domain import Domain
-from benchmark.errors import CellFailed, UserError
+from benchmark.errors import CellFailed, UserError, did_you_mean
 from benchmark.evaluation import Evaluator, non_finite, reference_statistics
 from benchmark.feedback import InvertedJudge, RaterChannel, RaterPopulation
 from benchmark.presets import DEFAULT_PRESET, check_preset
@@ -121,13 +121,13 @@ def apply_sets(cfg_cls: type, base: Any, sets: tuple[str, ...] | list[str], owne
         key, _, raw = item.partition("=")
         key = key.strip()
         if key not in fields:
-            import difflib
-
-            close = difflib.get_close_matches(key, sorted(fields), n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise UserError(f"{flag} {key}: {owner} has no such key; {hint}valid keys are {', '.join(sorted(fields))}")
+            raise UserError(f"{flag} {key}: {owner} has no such key; {did_you_mean(key, fields, 0.6)}valid keys are "
+                            f"{', '.join(sorted(fields))}")
         changes[key] = _coerce(key, raw.strip(), hints[key], owner, flag)
-    return dataclasses.replace(base, **changes)
+    try:
+        return dataclasses.replace(base, **changes)
+    except (ValueError, TypeError) as e:  # a config's own validation (__post_init__)
+        raise UserError(f"{flag} {' '.join(sets)}: {owner}: {e}") from None
 
 
 def resolve(req: CellRequest) -> Cell:
@@ -294,7 +294,7 @@ def execute_cell(
 ) -> Record:
     """Run one cell and return its finished record (``done``, ``failed`` or ``na``) **without
     touching the store**: executors run this wherever the cell runs and hand the record back to
-    the driver, which alone writes the store (DESIGN §6).
+    the driver, which alone writes the store (docs/design.md §6a).
 
     An exception from the cell is caught and becomes a ``failed`` record with its reason (and a
     traceback file under ``<home>/artifacts/<run_id>/``). ``KeyboardInterrupt`` and ``UserError``

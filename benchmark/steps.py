@@ -1,4 +1,4 @@
-"""The step view of samples, for every domain (DESIGN §2: the generic fallback lives here).
+"""The step view of samples, for every domain (docs/design.md §2).
 
 Step-level algorithms (IQL, DTR, MARLHF) need transitions (obs, action, next_obs, done) and
 per-step log-probs. Sequential domains (capability ``steps``) provide them natively through

@@ -38,6 +38,9 @@ def test_run_prints_the_headline_metrics_and_stores_the_cell(env: dict, home: Pa
     assert out.returncode == 0, out.stderr
     for metric in ["gold_reward", "win_rate", "kl_to_ref", "normalized_score"]:
         assert metric in out.stdout
+    # piped output gets plain progress lines (a log is never silent), never rich's control codes
+    assert "train dpo: done" in out.stdout and "\x1b[" not in out.stdout
+    assert "deprecated" not in out.stderr, "a library deprecation warning reaches the user"
     rows = sqlite3.connect(home / "prefbench.sqlite").execute("SELECT run_id, status FROM cells").fetchall()
     assert len(rows) == 1 and rows[0][1] == "done"
     run_id = rows[0][0]
@@ -138,3 +141,17 @@ def test_a_cell_killed_mid_training_is_not_done_and_reruns(env: dict, home: Path
     assert out.returncode == 0, out.stderr
     rows = sqlite3.connect(db).execute("SELECT status, train_steps FROM cells WHERE algo='dpo'").fetchall()
     assert rows == [("done", 1000)], "the rerun redid the cell (one row, done)"
+
+
+def test_line_progress_prints_every_tenth() -> None:
+    import io
+
+    from benchmark.progress import LineProgress
+
+    buf = io.StringIO()
+    prog = LineProgress(stream=buf)
+    with prog.task("prepare", 50) as task:
+        for _ in range(50):
+            task.advance()
+    lines = buf.getvalue().splitlines()
+    assert len(lines) == 10 and "prepare: 5/50 (10%)" in lines[0] and "prepare: done (50/50)" in lines[-1]

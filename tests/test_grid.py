@@ -134,7 +134,7 @@ def crashers() -> Iterator[None]:
         ALGORITHMS.add(cls.name, cls)
     yield
     for cls in (Segfault, Raises):
-        ALGORITHMS._loaded.pop(cls.name, None)
+        ALGORITHMS.remove(cls.name)
 
 
 def test_process_pool_isolates_a_crashing_cell(crashers, home: Path, cache_dir: Path) -> None:

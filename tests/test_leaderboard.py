@@ -58,7 +58,7 @@ def board_home(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Ite
         recs = run_grid(cells, store, LocalExecutor(), Settings(home=str(home), cache_dir=str(cache_dir)))
         store.close()
     finally:
-        ALGORITHMS._loaded.pop(NeedsTrajectories.name, None)
+        ALGORITHMS.remove(NeedsTrajectories.name)
     assert sorted(r.status for r in recs) == ["done"] * 4 + ["na"] * 2
     yield home
 

@@ -1,4 +1,4 @@
-"""Losses against hand-computed values (ALGORITHMS.md cards 1a/1b) and basic identities."""
+"""Losses against hand-computed values (computed by hand from the papers' equations) and basic identities."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 
 from benchmark import objectives as O
 
-# card 1a: logps πc=−10, πr=−12, refc=−11, refr=−11.5, β=0.1 ⇒ Δ=1.5
+# DPO: logps πc=−10, πr=−12, refc=−11, refr=−11.5, β=0.1 ⇒ Δ=1.5
 PI_W, PI_L, REF_W, REF_L = (torch.tensor([v]) for v in (-10.0, -12.0, -11.0, -11.5))
 
 
@@ -38,7 +38,7 @@ def test_ipo_golden_unnormalised_and_trl_normalised() -> None:
 
 
 def test_kto_golden() -> None:
-    # card 1b: ρ_c=1, ρ_r=−0.5, z₀=0.2, β=0.1
+    # KTO: ρ_c=1, ρ_r=−0.5, z₀=0.2, β=0.1
     rho = torch.tensor([1.0, -0.5])
     loss = O.kto_loss(rho, torch.tensor([1, 0]), 0.2, 0.1)
     assert loss[0].item() == pytest.approx(0.480011, abs=1e-6)
@@ -94,3 +94,44 @@ def test_expectile_loss_is_asymmetric() -> None:
     u = torch.tensor([2.0, -2.0])
     out = O.expectile_loss(u, 0.7)
     torch.testing.assert_close(out, torch.tensor([0.7 * 4, 0.3 * 4]))
+
+
+# -- properties (hypothesis) ------------------------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+finite = st.floats(min_value=-30, max_value=30, allow_nan=False)
+
+
+@settings(max_examples=200, deadline=None)
+@given(d=finite)
+def test_k3_is_non_negative_and_zero_only_at_equality(d: float) -> None:
+    from benchmark.objectives import kl_k3
+
+    v = float(kl_k3(torch.tensor([d], dtype=torch.float64), torch.tensor([0.0], dtype=torch.float64)))
+    assert v >= 0 and (v > 0 or abs(d) < 1e-6) and (d != 0 or v == 0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(h=finite, dh=st.floats(min_value=1e-3, max_value=10))
+def test_preference_losses_fall_as_the_margin_grows(h: float, dh: float) -> None:
+    from benchmark.objectives import dpo_loss, robust_dpo_loss
+
+    a, b = torch.tensor([h], dtype=torch.float64), torch.tensor([h + dh], dtype=torch.float64)
+    assert dpo_loss(b, 0.5) < dpo_loss(a, 0.5)
+    assert robust_dpo_loss(b, 0.5, 0.1) < robust_dpo_loss(a, 0.5, 0.1)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(finite, finite), min_size=2, max_size=12))
+def test_paired_metrics_are_antisymmetric(rows: list[tuple[float, float]]) -> None:
+    from benchmark.evaluation import paired_metrics
+
+    pol = torch.tensor([[a] for a, _ in rows], dtype=torch.float64)
+    ref = torch.tensor([[b] for _, b in rows], dtype=torch.float64)
+    fwd = paired_metrics(pol, ref, target=2.0, ref_mean=1.0, temperature=0.5)
+    back = paired_metrics(ref, pol, target=2.0, ref_mean=1.0, temperature=0.5)
+    assert fwd["gold_gain"] == pytest.approx(-back["gold_gain"], abs=1e-9)
+    assert fwd["normalized_score"] == pytest.approx(-back["normalized_score"], abs=1e-7)
+    assert fwd["win_rate"] == pytest.approx(1 - back["win_rate"], abs=1e-9)

@@ -66,3 +66,46 @@ def test_entry_point_plugins_are_found(tmp_path: Path, monkeypatch: pytest.Monke
     assert "my-algo" in reg.names()
     assert reg.get("my-algo").__name__ == "MyAlgo"
     sys.modules.pop("my_plugin", None)
+
+
+def test_a_name_registered_twice_or_a_wrong_base_is_refused() -> None:
+    from baselines.dpo import DPO
+
+    class MyDPO(DPO):
+        pass
+
+    with pytest.raises(UserError, match=r"algorithm 'dpo' is already registered \(baselines.dpo:DPO\)"):
+        ALGORITHMS.add("dpo", MyDPO)
+    ALGORITHMS.add("dpo", ALGORITHMS.get("dpo"))  # the same object again is harmless
+
+    class NotAnAlgorithm:
+        name = "test-not-an-algorithm"
+
+    with pytest.raises(UserError, match=r"not a subclass of benchmark\.api\.Algorithm"):
+        ALGORITHMS.add(NotAnAlgorithm.name, NotAnAlgorithm)
+    assert NotAnAlgorithm.name not in ALGORITHMS
+    with pytest.raises(UserError, match=r"not a subclass of benchmark\.domain\.Domain"):
+        DOMAINS.add("test-not-a-domain", DPO)
+
+
+def test_config_validation_is_a_user_error() -> None:
+    from benchmark.runner import CellRequest, resolve
+
+    with pytest.raises(UserError, match=r"flip rate label_smoothing must be in \[0, 0.5\), got 0.5"):
+        resolve(CellRequest("dpo", "text", sets=("loss_type=robust", "label_smoothing=0.5")))
+    with pytest.raises(UserError, match="loss_type must be one of sigmoid, hinge, robust"):
+        resolve(CellRequest("dpo", "text", sets=("loss_type=ipo",)))
+
+
+def test_unknown_loss_type_raises_instead_of_falling_through() -> None:
+    import torch
+
+    from baselines.dpo import DPOConfig, preference_loss
+    from benchmark.objectives import robust_dpo_loss
+
+    cfg = DPOConfig()
+    cfg.loss_type = "exo_pair"  # set after validation, as a programmatic caller could
+    with pytest.raises(ValueError, match="unknown DPO loss_type 'exo_pair'"):
+        preference_loss(torch.zeros(2), cfg)
+    with pytest.raises(ValueError, match="flip rate"):
+        robust_dpo_loss(torch.zeros(2), 0.1, 0.5)

@@ -71,7 +71,7 @@ def registered() -> Iterator[None]:
         ALGORITHMS.add(cls.name, cls)
     yield
     for cls in (Crash, Diverge, Greedy, NeedsTrajectories):
-        ALGORITHMS._loaded.pop(cls.name, None)
+        ALGORITHMS.remove(cls.name)
 
 
 def _run(algo: str, home: Path, cache) -> tuple:

@@ -73,7 +73,7 @@ class AutoregressivePolicy(Policy):
         ids, attn = ctx.prompt_ids, ctx.prompt_mask.long()
         b, r = ids.shape[0], self.response_len
         out = self.model(input_ids=ids, attention_mask=attn, position_ids=_positions(attn), use_cache=True)
-        past, logits = out.past_key_values, out.logits[:, -1]
+        past, logits = out.cache, out.logits[:, -1]
         next_pos = attn.sum(-1)
         tokens = torch.full((b, r), self.pad_id, dtype=torch.long, device=self.device)
         mask = torch.zeros((b, r), dtype=torch.long, device=self.device)
@@ -94,9 +94,9 @@ class AutoregressivePolicy(Policy):
                 break
             attn = torch.cat([attn, torch.ones((b, 1), dtype=attn.dtype, device=self.device)], dim=1)
             out = self.model(input_ids=tok[:, None], attention_mask=attn, position_ids=next_pos[:, None],
-                             past_key_values=past, use_cache=True)
+                             cache=past, use_cache=True)
             next_pos = next_pos + 1
-            past, logits = out.past_key_values, out.logits[:, -1]
+            past, logits = out.cache, out.logits[:, -1]
         return Batch({"tokens": tokens, "mask": mask})
 
 
