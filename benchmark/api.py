@@ -112,6 +112,10 @@ class Batch:
     def detach(self) -> Batch:
         return Batch({k: v.detach() for k, v in self.tensors.items()}, self.meta)
 
+    def clone(self) -> Batch:
+        """A copy that shares no tensor storage with this batch."""
+        return Batch({k: v.detach().clone() for k, v in self.tensors.items()}, self.meta)
+
     def replace(self, **fields: Any) -> Batch:
         """A copy with some fields replaced or added."""
         tensors, meta = dict(self.tensors), dict(self.meta)
@@ -161,7 +165,24 @@ class Policy(nn.Module, abc.ABC):
     strengths (β ≈ 0.1) are sensible: a domain with a surrogate likelihood folds its
     documented scale into ``log_prob`` (see ``DomainSpec.notes``) so that no algorithm special-
     cases a domain.
+
+    Every subclass's ``sample`` is metered: when the runner has attached a sample meter (to the
+    reference handed to an algorithm and to every policy ``make_policy`` returns), each call is
+    charged to the cell's online-sample budget, wherever it is made (``benchmark.seal``).
     """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "sample" in cls.__dict__:
+            from benchmark.seal import metered
+
+            cls.sample = metered(cls.__dict__["sample"])  # type: ignore[method-assign]
+
+    def attach_meter(self, handle: int | None) -> None:
+        """Charge this policy's samples (and those of policies inside it) to a sealed meter."""
+        for m in self.modules():
+            if isinstance(m, Policy):
+                m.__dict__["_sample_meter"] = handle
 
     @abc.abstractmethod
     def sample(
@@ -358,8 +379,15 @@ class FeedbackChannel(abc.ABC):
     cell's result.
     """
 
-    budget: int
-    used: int
+    @property
+    @abc.abstractmethod
+    def budget(self) -> int:
+        """Queries this cell may ask for (read-only)."""
+
+    @property
+    @abc.abstractmethod
+    def used(self) -> int:
+        """Queries charged so far (read-only)."""
 
     @property
     def remaining(self) -> int:
@@ -367,7 +395,8 @@ class FeedbackChannel(abc.ABC):
 
     @abc.abstractmethod
     def compare(self, contexts: Contexts, a: Samples, b: Samples) -> Tensor:
-        """Labels ``[B]``: 1 = a preferred, 0 = b preferred, 0.5 = tie, NaN = skipped. Costs B."""
+        """Labels ``[B]``: 1 = a preferred, 0 = b preferred, 0.5 = tie, NaN = skipped. Costs B.
+        ``contexts``, ``a`` and ``b`` must have the same length B (no broadcasting)."""
 
     @abc.abstractmethod
     def rate(self, contexts: Contexts, samples: Samples) -> Tensor:
@@ -375,7 +404,7 @@ class FeedbackChannel(abc.ABC):
 
     @abc.abstractmethod
     def rank(self, contexts: Contexts, candidates: Sequence[Samples]) -> Tensor:
-        """Rankings ``[B, K]`` of K candidates per context (0 = best). Costs B·(K−1)."""
+        """Rankings ``[B, K]`` of K ≥ 2 candidates per context (0 = best). Costs B·(K−1)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -384,10 +413,12 @@ class FeedbackChannel(abc.ABC):
 
 #: Capabilities a domain may declare (``DomainSpec.capabilities``) and algorithms may require.
 CAPABILITIES = {
-    "steps": "a step view: per-step log-probs and transitions (sequential domains)",
+    "online": "policies may be sampled during training (ctx.sample, under the online-sample budget)",
+    "steps": "a native multi-step view: transitions and per-step log-probs (sequential domains)",
     "reset": "Policy.sample(start=...) continues from partial samples (dataset reset)",
     "judge": "a free, imperfect AI judge",
-    "exact_logp": "log_prob is an exact likelihood, not a surrogate",
+    "exact_logp": "the likelihood of the domain's own samples is exact (not a surrogate)",
+    "agents": "several agents act at each step (multi-agent domains)",
 }
 
 
@@ -460,9 +491,19 @@ class RunContext:
     device: torch.device
     seed: int
     reporter: Reporter
+    meter: int | None = None
+    """Handle of the cell's sealed sample meter (``benchmark.seal``); None: samples are not metered."""
     steps_done: int = 0
-    samples_used: int = 0
     curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+
+    @property
+    def samples_used(self) -> int:
+        """Online samples drawn so far by this cell's policies (wherever they were drawn)."""
+        if self.meter is None:
+            return 0
+        from benchmark.seal import opened
+
+        return opened(self.meter).used
 
     # -- the loop --------------------------------------------------------------------------
     def train_steps(self, total: int | None = None) -> Iterator[int]:
@@ -491,14 +532,8 @@ class RunContext:
     def sample(
         self, policy: Policy, contexts: Contexts, num: int = 1, *, start: Samples | None = None
     ) -> Samples:
-        """Online samples from ``policy`` (no gradient), charged to the online-sample budget."""
-        n = len(contexts) * num
-        if self.samples_used + n > self.budget.online_samples:
-            raise BudgetExceeded(
-                f"online-sample budget exceeded: {self.samples_used} used + {n} asked > "
-                f"{self.budget.online_samples}; sample less or raise the preset's online_samples"
-            )
-        self.samples_used += n
+        """Online samples from ``policy`` (no gradient, eval mode), charged to the online-sample budget
+        by the policy's meter (over budget raises :class:`BudgetExceeded`)."""
         was_training = policy.training
         policy.eval()
         with torch.no_grad():

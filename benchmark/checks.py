@@ -106,10 +106,15 @@ def train_once(algo_cls: type[Algorithm], cfg: Any, domain: Domain, condition: C
     from benchmark.runner import make_instance, seed_everything
 
     seed_everything(stable_seed("cell", seed))
-    instance, _, _ = make_instance(domain, condition, budget, seed, device)
-    ctx = RunContext(domain=instance, budget=budget, generator=torch.Generator().manual_seed(
-        stable_seed("train", seed)), device=device, seed=seed, reporter=_NullReporter())
-    return algo_cls().train(ctx, cfg)
+    instance, seals, _ = make_instance(domain, condition, budget, seed, device)
+    try:
+        ctx = RunContext(domain=instance, budget=budget, generator=torch.Generator().manual_seed(
+            stable_seed("train", seed)), device=device, seed=seed, reporter=_NullReporter(), meter=seals.handles[1])
+        policy = algo_cls().train(ctx, cfg)
+        policy.attach_meter(None)
+        return policy
+    finally:
+        seals.close()
 
 
 CHECK_STEPS = 12

@@ -18,6 +18,10 @@ from benchmark.conditions import Condition
 from benchmark.domain import OfflinePool
 from benchmark.feedback import RaterPopulation, UtilityScale, gold_utility, label_pairs, rater_utility
 
+#: trajectory fields that are rewards or derived from them (success flags, the behaviour policy's
+#: quality label, the D4RL anchor returns): never handed to algorithms
+REWARD_DERIVED = frozenset({"rewards", "infos/success", "quality", "qualities", "ref_scores"})
+
 
 def stable_seed(*parts: object) -> int:
     """A seed from strings/ints that is the same in every process and Python version."""
@@ -164,8 +168,8 @@ def build_offline_data(
     singles = _singles(pool, keep, population, condition, scale, g)
     demos = _demos(pool, gold, keep, condition)
     trajectories = None
-    if pool.trajectories is not None:  # offline PbRL sees no rewards
-        trajectories = {k: v for k, v in pool.trajectories.items() if k != "rewards"}
+    if pool.trajectories is not None:  # offline PbRL sees no rewards, nor anything derived from them
+        trajectories = {k: v for k, v in pool.trajectories.items() if k not in REWARD_DERIVED}
     data = OfflineData(pairs=pairs, singles=singles, demos=demos, sources=list(pool.sources),
                        trajectories=trajectories)
     return data, stats

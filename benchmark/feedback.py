@@ -178,17 +178,36 @@ class RaterChannel(FeedbackChannel):
         self._gen = torch.Generator().manual_seed(7_919 * (seed + 1))
         self._device = torch.device(device)
         self._invert = invert
-        self.budget = int(budget)
-        self.used = 0
+        self._budget = int(budget)
+        self._used = 0
         self.calls = {"compare": 0, "rate": 0, "rank": 0}
 
+    @property
+    def budget(self) -> int:
+        return self._budget
+
+    @property
+    def used(self) -> int:
+        return self._used
+
+    @staticmethod
+    def _same_length(what: str, contexts: Contexts, *parts: Samples) -> int:
+        """The batch size B of a query: every part must have exactly B items (no broadcasting,
+        which would answer many items for the price of one)."""
+        n = len(contexts)
+        lengths = [len(p) for p in parts]
+        if any(m != n for m in lengths) or n == 0:
+            raise ValueError(f"{what} needs one context per item: got {n} contexts and samples of lengths "
+                             f"{lengths}; repeat the contexts (Batch.repeat) to match")
+        return n
+
     def _charge(self, n: int, what: str) -> None:
-        if self.used + n > self.budget:
+        if self._used + n > self._budget:
             raise FeedbackBudgetExceeded(
-                f"feedback budget exceeded: {what} of {n} queries with {self.remaining} of {self.budget} "
+                f"feedback budget exceeded: {what} of {n} queries with {self.remaining} of {self._budget} "
                 "left; ask for fewer labels or raise the preset/condition's feedback budget"
             )
-        self.used += n
+        self._used += n
         self.calls[what] += 1
 
     def _raters(self, n: int) -> Tensor:
@@ -203,7 +222,7 @@ class RaterChannel(FeedbackChannel):
         return rater_utility(comps, raters, self._population, steps, self._annot), gold
 
     def compare(self, contexts: Contexts, a: Samples, b: Samples) -> Tensor:
-        n = len(a)
+        n = self._same_length("compare", contexts, a, b)
         self._charge(n, "compare")
         raters = self._raters(n)
         u_a, g_a = self._utility(contexts, a, raters)
@@ -212,7 +231,7 @@ class RaterChannel(FeedbackChannel):
         return (1 - label if self._invert else label).to(self._device)
 
     def rate(self, contexts: Contexts, samples: Samples) -> Tensor:
-        n = len(samples)
+        n = self._same_length("rate", contexts, samples)
         self._charge(n, "rate")
         u, _ = self._utility(contexts, samples, self._raters(n))
         z = (u - self._scale.mean) / self._scale.std
@@ -221,7 +240,9 @@ class RaterChannel(FeedbackChannel):
 
     def rank(self, contexts: Contexts, candidates: Sequence[Samples]) -> Tensor:
         k = len(candidates)
-        n = len(candidates[0])
+        if k < 2:
+            raise ValueError(f"rank needs at least 2 candidates per context, got {k}")
+        n = self._same_length("rank", contexts, *candidates)
         self._charge(n * (k - 1), "rank")
         raters = self._raters(n)
         u = torch.stack([self._utility(contexts, c, raters)[0] for c in candidates], dim=1) / self._scale.std

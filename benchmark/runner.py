@@ -7,6 +7,7 @@ checked in :func:`resolve` before any work starts, so a typo costs nothing.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import platform
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmark.api import Algorithm, Budget, DomainInstance, RunContext
+from benchmark.api import Algorithm, Budget, DomainInstance, Policy, RunContext
 from benchmark.cache import PreparationCache, code_version, default_home, hash_obj, package_versions
 from benchmark.conditions import Condition
 from benchmark.data import build_offline_data, pool_scale, stable_seed
@@ -32,6 +33,7 @@ from benchmark.feedback import InvertedJudge, RaterChannel, RaterPopulation
 from benchmark.presets import DEFAULT_PRESET, check_preset
 from benchmark.progress import Progress
 from benchmark.registry import ALGORITHMS, DOMAINS, get_condition
+from benchmark.seal import CountingJudge, SampleMeter, SealedCall, SealedFeedback, release, seal
 from benchmark.store import Record, Store
 
 # ---------------------------------------------------------------------------------------------
@@ -205,26 +207,67 @@ def prepare_domain(domain_cls: type[Domain], cfg: Any, cache: PreparationCache, 
     return domain, state["reference_eval"], built
 
 
+@dataclass
+class CellSeals:
+    """The runner's side of what a cell's algorithm is handed: the real feedback channel, sample
+    meter and judge counter behind the sealed facades, and the vault handles to release."""
+
+    channel: RaterChannel
+    meter: SampleMeter
+    judge: CountingJudge | None
+    handles: list[int]
+
+    def close(self) -> None:
+        release(self.handles)
+
+
 def make_instance(domain: Domain, condition: Condition, budget: Any, seed: int,
-                  device: torch.device) -> tuple[DomainInstance, RaterChannel, dict[str, float]]:
-    """What the algorithm sees: the domain view with the condition's data and feedback; and the
-    offline data's statistics (the runner's, stored with the cell)."""
+                  device: torch.device) -> tuple[DomainInstance, CellSeals, dict[str, float]]:
+    """What the algorithm sees — the domain view with the condition's data and feedback, sealed
+    (``benchmark.seal``): factories, channel and simulator reach the domain only through handles,
+    the reference is the cell's own frozen copy, and every policy's samples are metered — plus the
+    runner's side of it and the offline data's statistics (stored with the cell)."""
     population = RaterPopulation.build(domain.oracle.weights, condition.raters)
     offline, data_stats = build_offline_data(domain.pool, domain.oracle.weights, population, condition, domain.name)
     channel = RaterChannel(
         domain.oracle, population, condition.annotator, pool_scale(domain.pool, domain.oracle.weights, condition),
         budget=round(budget.feedback * condition.feedback_scale), seed=seed, device=device, invert=condition.invert,
     )
+    meter = SampleMeter(budget.online_samples)
+    handles = [seal(channel), seal(meter)]
+    meter_handle = handles[1]
+
+    def new_policy() -> Any:
+        policy = domain.make_policy()
+        policy.attach_meter(meter_handle)
+        return policy
+
+    def sealed(fn: Any, name: str) -> SealedCall:
+        handles.append(seal(fn))
+        return SealedCall(handles[-1], name)
+
+    reference = domain.reference.frozen_copy()
+    reference.attach_meter(meter_handle)
     judge = domain.judge()
     if judge is not None and condition.invert:
         judge = InvertedJudge(judge)
+    counting = CountingJudge(judge) if judge is not None else None
     instance = DomainInstance(
-        spec=domain.spec, reference=domain.reference, make_policy=domain.make_policy,
-        make_scorer=domain.make_scorer, train_contexts=domain.train_contexts, offline=offline,
-        feedback=channel, judge=judge,
-        transitions=domain.transitions if "steps" in domain.spec.capabilities else None,
+        spec=domain.spec, reference=reference, make_policy=sealed(new_policy, "make_policy"),
+        make_scorer=sealed(domain.make_scorer, "make_scorer"), train_contexts=domain.train_contexts.clone(),
+        offline=offline, feedback=SealedFeedback(handles[0]), judge=counting,
+        transitions=sealed(domain.transitions, "transitions") if "steps" in domain.spec.capabilities else None,
     )
-    return instance, channel, data_stats
+    return instance, CellSeals(channel, meter, counting, handles), data_stats
+
+
+def fingerprint(module: torch.nn.Module) -> str:
+    """A hash of a module's parameters and buffers (to check that nothing changed them)."""
+    h = hashlib.sha1()
+    for name, t in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def missing_requirements(algo_cls: type[Algorithm], instance: DomainInstance) -> str | None:
@@ -288,6 +331,33 @@ def _finish(rec: Record, status: str, reason: str | None = None) -> Record:
     return rec
 
 
+def train_cell(cell: Cell, domain: Domain, instance: DomainInstance, meter_handle: int, device: torch.device,
+               progress: Progress) -> tuple[Any, RunContext]:
+    """The algorithm's training, checked: the domain's own reference must come out unchanged."""
+    req = cell.request
+    generator = torch.Generator().manual_seed(stable_seed("train", req.seed))
+    before = fingerprint(domain.reference)
+    with progress.task(f"train {req.algo}", cell.budget.steps) as task:
+        ctx = RunContext(domain=instance, budget=cell.budget, generator=generator, device=device, seed=req.seed,
+                         reporter=_StepReporter(task), meter=meter_handle)
+        policy = cell.algo_cls().train(ctx, cell.algo_cfg)
+    if fingerprint(domain.reference) != before:
+        raise CellFailed("the evaluator's reference policy changed during training; an algorithm must train "
+                         "the policies of make_policy(), never the reference")
+    if not isinstance(policy, Policy):
+        raise CellFailed(f"{req.algo}.train returned {type(policy).__name__}, not a Policy")
+    policy.attach_meter(None)  # evaluation samples are the runner's, not the algorithm's
+    return policy, ctx
+
+
+def _accounting(seals: CellSeals, ctx: RunContext | None) -> dict[str, float]:
+    out = {"feedback_used": float(seals.channel.used), "online_samples_used": float(seals.meter.used),
+           "train_steps": float(ctx.steps_done if ctx else 0)}
+    if seals.judge is not None:
+        out["judge_queries"] = float(seals.judge.queries)
+    return out
+
+
 def execute_cell(
     cell: Cell, *, cache: PreparationCache | None = None, device: str | torch.device = "cpu",
     progress: Progress | None = None, home: Path | None = None, record: Record | None = None,
@@ -301,36 +371,25 @@ def execute_cell(
     propagate; ``record`` (filled in place, e.g. its timings) then says how far the cell got.
     """
     progress = progress or Progress()
-    cache = cache or PreparationCache()
     device = torch.device(device)
     home = Path(home) if home is not None else default_home()
     rec = record if record is not None else new_record(cell, device)
-    req = cell.request
-    timings = rec.timings
-    channel = None
+    req, timings = cell.request, rec.timings
+    seals: CellSeals | None = None
     ctx = None
     try:
         t0 = time.perf_counter()
-        domain, stats, built = prepare_domain(cell.domain_cls, cell.domain_cfg, cache, device, progress)
-        timings["prepare_s"] = time.perf_counter() - t0
-        timings["prepared_now"] = float(built)
-
+        domain, stats, built = prepare_domain(cell.domain_cls, cell.domain_cfg, cache or PreparationCache(), device,
+                                              progress)
+        timings["prepare_s"], timings["prepared_now"] = time.perf_counter() - t0, float(built)
         seed_everything(stable_seed("cell", req.seed))
-        instance, channel, data_stats = make_instance(domain, cell.condition, cell.budget, req.seed, device)
+        instance, seals, data_stats = make_instance(domain, cell.condition, cell.budget, req.seed, device)
         why = missing_requirements(cell.algo_cls, instance)
         if why:
             return _finish(rec, "na", why)
-
-        generator = torch.Generator().manual_seed(stable_seed("train", req.seed))
         t1 = time.perf_counter()
-        with progress.task(f"train {req.algo}", cell.budget.steps) as task:
-            ctx = RunContext(domain=instance, budget=cell.budget, generator=generator, device=device,
-                             seed=req.seed, reporter=_StepReporter(task))
-            policy = cell.algo_cls().train(ctx, cell.algo_cfg)
+        policy, ctx = train_cell(cell, domain, instance, seals.handles[1], device, progress)
         timings["train_s"] = time.perf_counter() - t1
-        if policy is domain.reference:
-            policy = domain.make_policy()  # an algorithm that changes nothing still gets a fair eval
-
         t2 = time.perf_counter()
         metrics = Evaluator(domain, stats).evaluate(policy, req.seed, progress)
         timings["eval_s"] = time.perf_counter() - t2
@@ -339,16 +398,12 @@ def execute_cell(
             raise CellFailed(f"non-finite metrics {', '.join(bad)}: training diverged or the score is undefined "
                              "(try a smaller learning rate)")
         metrics.update(data_stats)
-        metrics["feedback_used"] = float(channel.used)
-        metrics["train_steps"] = float(ctx.steps_done)
-        metrics["online_samples_used"] = float(ctx.samples_used)
-
-        art_dir = home / "artifacts" / cell.run_id
-        rec.artifacts = domain.artifacts(policy, art_dir, torch.Generator().manual_seed(stable_seed("art", req.seed)))
-        timings["total_s"] = time.perf_counter() - t0
-        metrics["wall_s"] = timings["total_s"]
+        metrics.update(_accounting(seals, ctx))
+        rec.artifacts = domain.artifacts(policy, home / "artifacts" / cell.run_id,
+                                         torch.Generator().manual_seed(stable_seed("art", req.seed)))
+        timings["total_s"] = metrics["wall_s"] = time.perf_counter() - t0
         rec.metrics, rec.curves = metrics, ctx.curves
-        rec.feedback_used, rec.online_samples, rec.train_steps = channel.used, ctx.samples_used, ctx.steps_done
+        rec.feedback_used, rec.online_samples, rec.train_steps = seals.channel.used, seals.meter.used, ctx.steps_done
         return _finish(rec, "done")
     except (KeyboardInterrupt, UserError):
         raise
@@ -358,10 +413,13 @@ def execute_cell(
         tb = art_dir / "traceback.txt"
         tb.write_text(traceback.format_exc())
         rec.artifacts = [str(tb)]
-        rec.feedback_used = channel.used if channel else None
-        rec.online_samples = ctx.samples_used if ctx else None
+        rec.feedback_used = seals.channel.used if seals else None
+        rec.online_samples = seals.meter.used if seals else None
         rec.train_steps = ctx.steps_done if ctx else None
         return _finish(rec, "failed", f"{type(e).__name__}: {e}")
+    finally:
+        if seals is not None:
+            seals.close()
 
 
 def run_cell(

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from benchmark.progress import Progress
 from benchmark.runner import CellRequest, prepare_domain, resolve
 from domains.text import tasks as T
-from domains.text.domain import EOS, PAD, TextDomain
+from domains.text.domain import EOS, PAD, TextDomain, decode_prompt
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,7 @@ def test_tokenizer_roundtrip(domain: TextDomain) -> None:
     assert domain.tokenizer.convert_ids_to_tokens(ids) == words
     assert domain.tokenizer.pad_token_id == PAD and domain.tokenizer.eos_token_id == EOS
     ctx = domain.encode_prompts([words])
-    assert domain.oracle.decode_prompt(ctx.prompt_ids[0], ctx.prompt_mask[0]) == words
+    assert decode_prompt(domain.oracle.vocab, ctx.prompt_ids[0], ctx.prompt_mask[0]) == words
 
 
 def test_log_prob_is_the_exact_sequence_likelihood(domain: TextDomain) -> None:

@@ -62,6 +62,23 @@ class Simulator(abc.ABC):
         return self
 
 
+class SealedSimulator(Simulator):
+    """What a policy holds of its simulator: ``rollout`` and nothing else (no recorded rewards, no
+    replay, no environments), through a handle to the sealed simulator (``benchmark.seal``)."""
+
+    __slots__ = ("_handle",)
+
+    def __init__(self, simulator: Simulator):
+        from benchmark.seal import seal
+
+        self._handle = seal(simulator, weak=True)
+
+    def rollout(self, contexts: Contexts, act: Any, *, forced: Samples | None = None) -> Samples:
+        from benchmark.seal import opened
+
+        return opened(self._handle).rollout(contexts, act, forced=forced)
+
+
 class TanhGaussianPolicy(Policy):
     """π(a|s, c) as a tanh-squashed diagonal Gaussian MLP; ``c`` is the context's ``cond``.
 

@@ -41,7 +41,7 @@ from torch import Tensor
 
 from benchmark.api import Batch, Budget, Contexts, DomainSpec, Samples
 from benchmark.domain import Domain, DomainConfig, OfflinePool, Oracle
-from benchmark.policies.control import ACTION_LIMIT, SegmentScorer, TanhGaussianPolicy
+from benchmark.policies.control import ACTION_LIMIT, SealedSimulator, SegmentScorer, TanhGaussianPolicy
 from benchmark.progress import Progress
 from domains.robot.envs import (
     ACT_DIM,
@@ -430,7 +430,8 @@ class RobotDomain(Domain):
 
     def load(self, state: dict) -> None:
         c = self.cfg
-        policy = TanhGaussianPolicy(OBS_DIM, ACT_DIM, len(c.tasks), c.hidden, c.layers, simulator=self.sim)
+        policy = TanhGaussianPolicy(OBS_DIM, ACT_DIM, len(c.tasks), c.hidden, c.layers,
+                                    simulator=SealedSimulator(self.sim))
         policy.load_state_dict(state["reference"])
         policy.to(self.device)
         self.reference = policy.frozen_copy()

@@ -71,6 +71,36 @@ class TextConfig(DomainConfig):
     """Base fine-tuning learning rate for algorithms (``DomainSpec.lr``)."""
 
 
+def decode_prompt(vocab: list[str], ids: Tensor, mask: Tensor) -> list[str]:
+    return [vocab[i] for i, m in zip(ids.tolist(), mask.tolist()) if m and i >= len(SPECIALS)]
+
+
+def decode_response(vocab: list[str], tokens: Tensor, mask: Tensor) -> tuple[list[str], bool]:
+    """The response's words before ``<eos>``, and whether it ended with ``<eos>``."""
+    words, finished = [], False
+    for i, m in zip(tokens.tolist(), mask.tolist()):
+        if not m:
+            break
+        if i == EOS:
+            finished = True
+            break
+        words.append(vocab[i])
+    return words, finished
+
+
+def parse_samples(vocab: list[str], contexts: Contexts, samples: Samples
+                  ) -> list[tuple[T.Task | None, list[str], bool]]:
+    """(task, response words, finished) of each (context, sample)."""
+    out = []
+    pid, pm = contexts.prompt_ids.cpu(), contexts.prompt_mask.cpu()
+    tok, m = samples.tokens.cpu(), samples.mask.cpu()
+    for i in range(len(samples)):
+        task = T.parse(decode_prompt(vocab, pid[i], pm[i]))
+        words, finished = decode_response(vocab, tok[i], m[i])
+        out.append((task, words, finished))
+    return out
+
+
 class TextOracle(Oracle):
     """Gold reward of :mod:`domains.text.tasks` on token tensors."""
 
@@ -81,29 +111,11 @@ class TextOracle(Oracle):
         self.vocab = vocab
         self.weights = torch.tensor(T.GOLD_WEIGHTS)
 
-    def decode_prompt(self, ids: Tensor, mask: Tensor) -> list[str]:
-        return [self.vocab[i] for i, m in zip(ids.tolist(), mask.tolist()) if m and i >= len(SPECIALS)]
-
     def decode_response(self, tokens: Tensor, mask: Tensor) -> tuple[list[str], bool]:
-        words, finished = [], False
-        for i, m in zip(tokens.tolist(), mask.tolist()):
-            if not m:
-                break
-            if i == EOS:
-                finished = True
-                break
-            words.append(self.vocab[i])
-        return words, finished
+        return decode_response(self.vocab, tokens, mask)
 
     def parsed(self, contexts: Contexts, samples: Samples) -> list[tuple[T.Task | None, list[str], bool]]:
-        out = []
-        pid, pm = contexts.prompt_ids.cpu(), contexts.prompt_mask.cpu()
-        tok, m = samples.tokens.cpu(), samples.mask.cpu()
-        for i in range(len(samples)):
-            task = T.parse(self.decode_prompt(pid[i], pm[i]))
-            words, finished = self.decode_response(tok[i], m[i])
-            out.append((task, words, finished))
-        return out
+        return parse_samples(self.vocab, contexts, samples)
 
     def components(self, contexts: Contexts, samples: Samples) -> Tensor:
         rows = [T.score(task, words, fin) for task, words, fin in self.parsed(contexts, samples)]
@@ -135,19 +147,19 @@ class TextOracle(Oracle):
 
 
 class TextJudge:
-    """A free, imperfect AI judge: it verifies the families whose answers are easy to check,
-    guesses on the rest, likes longer responses and ignores harm (a generation–verification gap
-    by construction)."""
+    """A free, imperfect AI judge with its own model of quality: it verifies the families whose
+    answers are easy to check, guesses on the rest, likes longer responses and ignores harm (a
+    generation–verification gap by construction). It holds only the vocabulary, never the oracle."""
 
     EASY = {"add", "sub", "copy", "reverse", "count", "max"}
 
-    def __init__(self, oracle: TextOracle, length_bias: float):
-        self.oracle = oracle
+    def __init__(self, vocab: list[str], length_bias: float):
+        self.vocab = list(vocab)
         self.length_bias = length_bias
 
     def score(self, contexts: Contexts, samples: Samples) -> Tensor:
         out = []
-        for task, words, finished in self.oracle.parsed(contexts, samples):
+        for task, words, finished in parse_samples(self.vocab, contexts, samples):
             correct = T.score(task, words, finished)[0]
             if task is None or task.family not in self.EASY:
                 correct = 0.5
@@ -346,7 +358,7 @@ class TextDomain(Domain):
         return scorer
 
     def judge(self) -> TextJudge:
-        return TextJudge(self.oracle, self.cfg.judge_length_bias)
+        return TextJudge(self._vocab(), self.cfg.judge_length_bias)
 
     def describe(self, contexts: Contexts, samples: Samples) -> list[str]:
         return [f"{p} → {r}" for p, r in zip(contexts.text, self.decode(samples))]
