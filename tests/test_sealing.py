@@ -9,6 +9,7 @@ the casual routes; deliberate ones (``gc``, ``sys.modules``, frames) are out of 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sqlite3
 import types
@@ -59,10 +60,8 @@ def _children(obj: Any) -> Iterator[tuple[str, Any]]:
         return
     if isinstance(obj, types.FunctionType):
         for i, cell in enumerate(obj.__closure__ or ()):
-            try:
+            with contextlib.suppress(ValueError):  # an empty cell
                 yield f".<closure {obj.__code__.co_freevars[i]}>", cell.cell_contents
-            except ValueError:
-                pass
         yield ".__defaults__", obj.__defaults__
         yield ".__kwdefaults__", obj.__kwdefaults__
         if hasattr(obj, "__wrapped__"):
