@@ -83,7 +83,7 @@ def walk(root: Any, name: str, forbidden_ids: dict[int, str], forbidden_ptrs: di
     found, seen, stack = [], set(), [(name, root)]
     while stack:
         path, obj = stack.pop()
-        if isinstance(obj, ATOMS) or isinstance(obj, (type, types.ModuleType)) or id(obj) in seen:
+        if isinstance(obj, (*ATOMS, type, types.ModuleType)) or id(obj) in seen:
             continue
         seen.add(id(obj))
         if isinstance(obj, FORBIDDEN_TYPES):
@@ -101,7 +101,8 @@ def walk(root: Any, name: str, forbidden_ids: dict[int, str], forbidden_ptrs: di
 
 
 def _secrets(domain: Domain) -> tuple[dict[int, str], dict[int, str]]:
-    ids = {id(domain.reference): "the evaluator's reference policy", id(domain.eval_contexts): "the evaluation contexts"}
+    ids = {id(domain.reference): "the evaluator's reference policy",
+           id(domain.eval_contexts): "the evaluation contexts"}
     ptrs = {}
     for name, t in domain.eval_contexts.tensors.items():
         ptrs[t.untyped_storage().data_ptr()] = f"evaluation contexts[{name}]"
