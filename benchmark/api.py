@@ -86,11 +86,11 @@ class Batch:
 
     # -- transformations -------------------------------------------------------------------
     def select(self, idx: IndexLike) -> Batch:
-        """Items ``idx`` (an int keeps a batch of one)."""
+        """Items ``idx``: an int (keeps a batch of one), a slice, indices, or a boolean mask."""
         if isinstance(idx, int):
             idx = [idx]
         if isinstance(idx, Tensor):
-            idx = idx.to(torch.long).cpu()
+            idx = torch.nonzero(idx.cpu()).flatten() if idx.dtype == torch.bool else idx.to(torch.long).cpu()
         tensors = {k: v[idx.to(v.device) if isinstance(idx, Tensor) else idx] for k, v in self.tensors.items()}
         if isinstance(idx, slice):
             meta = {k: v[idx] for k, v in self.meta.items()}
@@ -218,10 +218,13 @@ class Policy(nn.Module, abc.ABC):
     def step_log_prob(
         self, contexts: Contexts, samples: Samples, *, noise: Noise | None = None
     ) -> tuple[Tensor, Tensor]:
-        """Per-step log-probs ``[B, T]`` and a validity mask ``[B, T]``: the step view.
+        """Per-step log-probs ``[B, T]`` and a validity mask ``[B, T]``, aligned with the domain's
+        step view (``DomainInstance.transitions``).
 
-        Sequential domains return one entry per step (token, action); the generic fallback
-        treats a sample as one step (horizon 1), so step-level algorithms run everywhere.
+        Sequential domains return one entry per step (token, action, denoising step); the generic
+        fallback treats a sample as one step (horizon 1). Where the domain declares ``exact_logp``,
+        the sum over steps is the exact log-likelihood of the sample (and of its latent path);
+        policy-gradient methods use that sum.
         """
         lp = self.log_prob(contexts, samples, noise=noise)
         return lp[:, None], torch.ones_like(lp, dtype=torch.bool)[:, None]
@@ -251,17 +254,45 @@ class Policy(nn.Module, abc.ABC):
         return ref
 
 
+#: What ``make_scorer(kind=...)`` builds; all on the domain's own feature trunk.
+SCORER_KINDS = {
+    "reward": "r(x, y) of a whole sample → [B] (a Bradley–Terry reward model)",
+    "value": "V(x) of a context → [B]",
+    "step_reward": "r(s_t, a_t) per step of the step view → [B, T] (segment return = the sum)",
+    "q": "Q(s_t, a_t) per step of the step view → [B, T]",
+    "v": "V(s_t) per step of the step view → [B, T]",
+}
+STEP_KINDS = frozenset({"step_reward", "q", "v"})
+
+
 class Scorer(nn.Module, abc.ABC):
     """A domain-appropriate network for reward models, critics and value functions.
 
-    ``forward(contexts, samples)`` → ``[B]`` for ``kind="reward"``;
-    ``forward(contexts)`` → ``[B]`` for ``kind="value"``.
+    ``forward(contexts, samples)`` → ``[B]`` for ``kind="reward"``; ``forward(contexts)`` → ``[B]``
+    for ``kind="value"``; ``forward(contexts, samples)`` → ``[B, T]`` for the per-step kinds
+    (``step_reward``, ``q``, ``v``), aligned with the domain's step view, 0 on masked steps.
+    An ensemble of k (``make_scorer(kind, ensemble=k)``) returns ``[k, ...]``.
     """
 
     kind: str = "reward"
 
     @abc.abstractmethod
     def forward(self, contexts: Contexts, samples: Samples | None = None) -> Tensor: ...
+
+
+class Ensemble(Scorer):
+    """k independently initialised scorers of one kind; ``forward`` stacks them: ``[k, ...]``."""
+
+    def __init__(self, members: Sequence[Scorer]):
+        super().__init__()
+        kinds = {m.kind for m in members}
+        if len(kinds) != 1 or not members:
+            raise ValueError(f"an ensemble needs members of one kind, got {sorted(kinds)}")
+        self.kind = members[0].kind
+        self.members = nn.ModuleList(members)
+
+    def forward(self, contexts: Contexts, samples: Samples | None = None) -> Tensor:
+        return torch.stack([m(contexts, samples) for m in self.members])
 
 
 @runtime_checkable
@@ -424,7 +455,12 @@ CAPABILITIES = {
 
 @dataclass(frozen=True)
 class DomainSpec:
-    """Static facts about a domain that algorithms may rely on."""
+    """Static facts about a domain that algorithms may rely on.
+
+    The step view (``DomainInstance.transitions``) has these shapes, per sample: ``obs`` and
+    ``next_obs`` ``[T, *obs_shape]``, ``action`` ``[T, *action_shape]`` (``action_kind`` discrete:
+    integer ids below ``n_actions``; continuous: floats), ``cond`` ``[*cond_shape]`` and
+    ``done``/``mask``/``timestep`` ``[T]``, with T ≤ ``horizon``."""
 
     name: str
     modality: str
@@ -432,10 +468,25 @@ class DomainSpec:
     context_fields: tuple[str, ...]
     sample_fields: tuple[str, ...]
     horizon: int = 1
+    """Steps per sample in the step view (1 for the horizon-1 view)."""
+    obs_shape: tuple[int, ...] = ()
+    """Shape of one step's observation."""
+    action_shape: tuple[int, ...] = ()
+    """Shape of one step's action (``()`` for a discrete id)."""
+    action_kind: str = "continuous"
+    """``discrete`` or ``continuous``."""
+    n_actions: int = 0
+    """Number of discrete actions (0 for continuous)."""
+    cond_shape: tuple[int, ...] = ()
+    """Shape of the per-sample task/condition features ``cond``."""
     lr: float = 1e-4
     """Base fine-tuning learning rate for this domain's policies; algorithms scale it."""
     batch_size: int = 32
+    """The quick preset's batch size (a hint for algorithms' own phases)."""
+    surrogate_logp: bool = False
+    """``log_prob`` is a surrogate (e.g. the diffusion ELBO), not the sum of the step view's log-probs."""
     notes: str = ""
+    """How ``log_prob`` and the step view are defined on this domain."""
 
 
 @dataclass
@@ -449,9 +500,10 @@ class DomainInstance:
     train_contexts: Contexts
     offline: OfflineData
     feedback: FeedbackChannel
+    transitions: Callable[[Contexts, Samples], dict[str, Tensor]]
+    """The step view of (contexts, samples): tensors ``obs``, ``action``, ``next_obs``, ``done``,
+    ``mask``, ``timestep``, ``cond`` (shapes in :class:`DomainSpec`); use ``benchmark.steps.step_view``."""
     judge: Judge | None = None
-    transitions: Callable[[Samples], dict[str, Tensor]] | None = None
-    """Step view of samples: obs, action, next_obs, done, mask (``None`` → horizon-1 fallback)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -495,6 +547,8 @@ class RunContext:
     """Handle of the cell's sealed sample meter (``benchmark.seal``); None: samples are not metered."""
     steps_done: int = 0
     curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    summary: dict[str, float] = field(default_factory=dict)
+    """Scalars an algorithm reports about its own training (``report``), stored as ``train/<name>``."""
 
     @property
     def samples_used(self) -> int:
@@ -547,6 +601,11 @@ class RunContext:
         """AdamW at the domain's base learning rate × ``lr_scale``."""
         return torch.optim.AdamW(params, lr=self.domain.spec.lr * lr_scale, weight_decay=weight_decay)
 
+    def report(self, **metrics: float) -> None:
+        """Record scalars about training (e.g. a reward model's held-out accuracy), stored with the
+        cell's metrics as ``train/<name>``; never part of the score."""
+        self.summary.update({k: float(v) for k, v in metrics.items()})
+
     def log(self, step: int, **metrics: float) -> None:
         """Record training-curve points (stored with the cell)."""
         for k, v in metrics.items():
@@ -573,14 +632,20 @@ class Algorithm(abc.ABC):
     trains: ClassVar[bool] = True
     """False only for a null entry that returns the reference unchanged (``reference``): the
     conformance suite then checks that nothing moved instead of the learning direction."""
+    check_steps: ClassVar[int] = 12
+    """Optimiser steps the conformance suite's learning-direction check gives each training run
+    (``benchmark.checks``); methods whose policy moves only after a learned reward model need more."""
+    check_overrides: ClassVar[dict[str, Any]] = {}
+    """Config overrides for that check's tiny problem (documented in the algorithm's file)."""
 
     @abc.abstractmethod
     def train(self, ctx: RunContext, cfg: Any) -> Policy:
         """Train and return a policy (typically ``ctx.domain.make_policy()`` fine-tuned)."""
 
 
-#: Requirements an algorithm may declare. Capabilities of :data:`CAPABILITIES` may be listed
-#: too; a missing one gets the generic fallback (e.g. horizon 1) where one exists.
+#: Requirements an algorithm may declare (``Algorithm.requires``); a cell whose domain or condition
+#: lacks one is n/a, with the missing requirement named. Every domain has a step view (horizon 1
+#: where nothing better exists): require ``capability:steps`` only for a native multi-step one.
 REQUIREMENTS = {
     "offline:pairs": "offline preference pairs",
     "offline:singles": "offline single-sample (thumbs) feedback",

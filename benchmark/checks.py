@@ -4,19 +4,33 @@ A method can run, stay finite and still learn backwards (chosen and rejected swa
 inverted, a sign flipped). The check trains the algorithm twice on the same domain and seed: once
 on the condition's labels and once on the same data with **every label reversed**
 (``Condition.flipped``: pairs swapped, thumbs inverted, the worst samples as demonstrations, the
-feedback channel's and the judge's answers reversed). It then measures, on *probe sets* — the
-offline pool's distinct samples split at their median gold reward, which no algorithm sees with
-their gold —
+feedback channel's and the judge's answers reversed), and compares one signal on *probes* — samples
+with their gold rewards, which no algorithm sees with their gold:
 
-    margin(π) = mean_{top half} ρ_π − mean_{bottom half} ρ_π,   ρ_π = log π − log π_ref,
+    margin(π) = Σ_i w_i·ρ_π(x_i, y_i),   ρ_π = log π − log π_ref,   Σ_{w>0} w = −Σ_{w<0} w = 1,
 
-on common random numbers (the same noise draws for every policy and sample). Whatever the
-method consumes — offline pairs, thumbs, demonstrations, a reward model trained on either, online
-labels from the channel or the judge, per-step rewards — learning from the right labels moves
-probability towards the gold-better samples relative to learning from reversed ones, so
-``margin(true labels) > margin(reversed labels)``. The signal is a log-likelihood ratio, not a
-sampled reward, so it is deterministic and visible after a few optimiser steps. An algorithm that
-declares ``trains = False`` (the ``reference``) must leave both margins exactly 0.
+on common random numbers. Learning from the right labels must give the larger margin.
+
+- ``pool``: the **offline pool's** distinct samples split at their median gold (w = ±1/n per half):
+  what offline methods move likelihood towards.
+- ``on_policy`` (exact-likelihood domains): the **reference's own samples** on training contexts,
+  w ∝ their gold centred within each context; to first order the margin is then the change of the
+  expected gold reward (Cov_{π_ref}(ρ, g) ≈ Δ E_π[g]), which online methods move.
+- ``paired_gold_gain`` (surrogate-likelihood domains, where a single sample's ρ is too noisy for that
+  argument): mean gold of the policy's samples minus the reference's on training contexts, drawn
+  on common random numbers.
+
+Found on this benchmark: neither kind of probe alone holds for every method in a few steps (an
+online method moves likelihood towards its own high-reward samples, which can lower it on the
+pool's best ones; IQL's actor follows the offline data before its critics track), so the check
+requires the true labels to win on **at least one** signal; a method that learns backwards loses
+on all of them (the swapped, inverted and sign-flipped mutants in ``benchmarks/mutants.py`` do, on
+every domain). Signals are log-likelihood ratios or paired gold, deterministic given the seed.
+
+Each run gets ``max(preset steps, Algorithm.check_steps)`` steps with ``Algorithm.check_overrides``
+applied to its config (a method whose policy moves only after a learned reward model or critic
+declares more steps, or a faster target network). An algorithm that declares ``trains = False`` (the
+``reference``) must leave every signal exactly 0.
 """
 
 from __future__ import annotations
@@ -37,15 +51,24 @@ from benchmark.feedback import gold_utility
 
 @dataclass
 class DirectionResult:
-    margin: float
-    """Probe margin of the policy trained on the true labels."""
-    margin_flipped: float
-    """Probe margin of the policy trained on reversed labels."""
+    true: dict[str, float]
+    """Each signal of the policy trained on the true labels."""
+    flipped: dict[str, float]
+    """Each signal of the policy trained on reversed labels."""
     probes: int
 
     @property
-    def gap(self) -> float:
-        return self.margin - self.margin_flipped
+    def gaps(self) -> dict[str, float]:
+        return {k: self.true[k] - self.flipped[k] for k in self.true}
+
+    @property
+    def learns_forward(self) -> bool:
+        """At least one signal is larger with the true labels (see the module docstring)."""
+        return any(g > 0 for g in self.gaps.values())
+
+    @property
+    def moved(self) -> bool:
+        return any(v != 0 for v in (*self.true.values(), *self.flipped.values()))
 
 
 class _NullReporter:
@@ -69,6 +92,21 @@ class Probes:
         return len(self.samples)
 
 
+@torch.no_grad()
+def onpolicy_probes(domain: Domain, contexts: int = 48, k: int = 4, seed: int = 0) -> Probes:
+    """The reference's own samples on training contexts, ``k`` per context, weighted by their gold
+    reward centred within the context (normalised to unit total weight on each side)."""
+    ctx = domain.train_contexts[:contexts]
+    samples = domain.reference.sample(ctx, k, generator=torch.Generator().manual_seed(stable_seed("probes", seed)))
+    rep = ctx.repeat(k)
+    gold = domain.oracle.gold(rep, samples).double().view(-1, k)
+    centred = (gold - gold.mean(1, keepdim=True)).flatten()
+    pos, neg = centred.clamp(min=0), (-centred).clamp(min=0)
+    weight = pos / pos.sum().clamp_min(1e-12) - neg / neg.sum().clamp_min(1e-12)
+    keep = torch.nonzero(centred != 0).flatten()
+    return Probes(rep[keep], samples[keep], weight[keep])
+
+
 def probe_sets(domain: Domain, limit: int = 512) -> Probes:
     """Up to ``limit`` distinct offline-pool samples (evenly spaced), split at the median gold."""
     pool = domain.pool
@@ -79,7 +117,7 @@ def probe_sets(domain: Domain, limit: int = 512) -> Probes:
     median = gold.median()
     top, bottom = gold > median, gold < median
     weight = top.double() / max(int(top.sum()), 1) - bottom.double() / max(int(bottom.sum()), 1)
-    keep = top | bottom
+    keep = torch.nonzero(top | bottom).flatten()
     idx, weight = idx[keep], weight[keep]
     return Probes(pool.contexts[pool.context_index[idx]], pool.samples[idx], weight)
 
@@ -93,11 +131,26 @@ def preference_margin(policy: Policy, reference: Policy, probes: Probes, draws: 
     total, n = 0.0, 0
     while n < draws:
         noise = policy.draw_noise(probes.contexts, probes.samples, generator=gen)
-        rho = policy.log_prob(probes.contexts, probes.samples, noise=noise) - reference.log_prob(
-            probes.contexts, probes.samples, noise=noise)
+        rho = (policy.step_log_prob(probes.contexts, probes.samples, noise=noise)[0].sum(-1)
+               - reference.step_log_prob(probes.contexts, probes.samples, noise=noise)[0].sum(-1))
         total += float((rho.double().cpu() * probes.weight).sum())
         n += 1 if noise is not None else draws
     return total / (draws if noise is not None else 1)
+
+
+@torch.no_grad()
+def paired_gold_gain(policy: Policy, domain: Domain, contexts: int = 48, k: int = 2, seed: int = 0) -> float:
+    """mean gold(π's samples) − mean gold(π_ref's samples) on training contexts, both drawn from
+    generators in the same state (common random numbers: a deterministic sampler, such as DDIM at
+    η = 0, pairs each policy sample with the reference sample from the same noise)."""
+    policy.eval()
+    ctx = domain.train_contexts[:contexts]
+    rep = ctx.repeat(k)
+    gold = []
+    for model in (policy, domain.reference):
+        gen = torch.Generator().manual_seed(stable_seed("paired-probe", seed))
+        gold.append(domain.oracle.gold(rep, model.sample(ctx, k, generator=gen)).double())
+    return float((gold[0] - gold[1]).mean())
 
 
 def train_once(algo_cls: type[Algorithm], cfg: Any, domain: Domain, condition: Condition, budget: Budget,
@@ -117,23 +170,31 @@ def train_once(algo_cls: type[Algorithm], cfg: Any, domain: Domain, condition: C
         seals.close()
 
 
-CHECK_STEPS = 12
-"""Optimiser steps of each training run of the check (at least; the smoke budgets have 4–6, where a
-surrogate-likelihood margin is still within its noise)."""
+
+
+def margins(policy: Policy, domain: Domain, probes: dict[str, Probes], seed: int) -> dict[str, float]:
+    """The check's signals of one trained policy (see the module docstring)."""
+    out = {name: preference_margin(policy, domain.reference, p, seed=seed) for name, p in probes.items()}
+    if domain.spec.surrogate_logp:
+        out["paired_gold_gain"] = paired_gold_gain(policy, domain, seed=seed)
+    return out
 
 
 def learning_direction(algo_cls: type[Algorithm], cfg: Any, domain: Domain, condition: Condition, budget: Budget,
                        seed: int = 0, device: torch.device | str = "cpu") -> DirectionResult:
-    """Margins after training on ``condition``'s labels and on the same labels reversed, each for
-    ``max(budget.steps, CHECK_STEPS)`` steps."""
+    """The signals after training on ``condition``'s labels and on the same labels reversed, each run
+    for ``max(budget.steps, algo_cls.check_steps)`` steps with ``algo_cls.check_overrides``."""
     device = torch.device(device)
-    budget = dataclasses.replace(budget, steps=max(budget.steps, CHECK_STEPS))
-    probes = probe_sets(domain)
-    margins = []
+    budget = dataclasses.replace(budget, steps=max(budget.steps, algo_cls.check_steps))
+    cfg = dataclasses.replace(cfg, **algo_cls.check_overrides)
+    probes = {"pool": probe_sets(domain)}
+    if not domain.spec.surrogate_logp:
+        probes["on_policy"] = onpolicy_probes(domain)
+    runs = []
     for cond in (condition, condition.flipped()):
         policy = train_once(algo_cls, cfg, domain, cond, budget, seed, device)
-        margins.append(preference_margin(policy, domain.reference, probes, seed=seed))
-    return DirectionResult(margins[0], margins[1], len(probes))
+        runs.append(margins(policy, domain, probes, seed))
+    return DirectionResult(runs[0], runs[1], min(len(p) for p in probes.values()))
 
 
 def context_rows(contexts: Contexts, fields: tuple[str, ...]) -> list[tuple]:

@@ -156,6 +156,11 @@ def _metrics_table(rec: Any, title: str) -> Table:
             continue
         r = m.get(f"reference/{k}")
         t.add_row(k, _fmt(m[k]), "" if r is None else _fmt(r))
+    trained = sorted(k for k in m if k.startswith("train/"))
+    if trained:
+        t.add_section()
+        for k in trained:
+            t.add_row(k, _fmt(m[k]), "")
     indist = sorted(k for k in m if k.startswith("indist/") and k.removeprefix("indist/") in
                     ("gold_reward", "win_rate", "normalized_score"))
     if indist:

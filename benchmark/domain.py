@@ -18,8 +18,9 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from benchmark.api import Batch, Budget, Contexts, DomainSpec, Judge, Policy, Samples, Scorer
+from benchmark.api import SCORER_KINDS, Batch, Budget, Contexts, DomainSpec, Ensemble, Judge, Policy, Samples, Scorer
 from benchmark.progress import Progress
+from benchmark.steps import horizon_one
 
 
 class Oracle(abc.ABC):
@@ -130,6 +131,9 @@ class Domain(abc.ABC):
     #: context fields that identify a context for the held-out check (a prompt, a scene, a task
     #: variation): no evaluation context may share them with a training or pool context
     context_identity: ClassVar[tuple[str, ...]] = ()
+    #: the horizon-1 step view's observation (a context tensor field) and action (a sample field)
+    step_obs_field: ClassVar[str] = ""
+    step_action_field: ClassVar[str] = ""
 
     reference: Policy
     oracle: Oracle
@@ -193,17 +197,32 @@ class Domain(abc.ABC):
         policy.train()
         return policy
 
+    def make_scorer(self, kind: str = "reward", ensemble: int = 1) -> Scorer:
+        """A fresh scorer of ``kind`` (``benchmark.api.SCORER_KINDS``), or an :class:`Ensemble` of
+        ``ensemble`` independently initialised ones."""
+        if kind not in SCORER_KINDS:
+            raise ValueError(f"unknown scorer kind {kind!r}; kinds are {', '.join(SCORER_KINDS)}")
+        if ensemble < 1:
+            raise ValueError(f"an ensemble needs at least one member, got {ensemble}")
+        if ensemble == 1:
+            return self.build_scorer(kind)
+        return Ensemble([self.build_scorer(kind) for _ in range(ensemble)])
+
     @abc.abstractmethod
-    def make_scorer(self, kind: str = "reward") -> Scorer:
-        """A fresh reward/value network suited to the domain's contexts and samples."""
+    def build_scorer(self, kind: str) -> Scorer:
+        """One fresh scorer of ``kind`` on the domain's feature trunk (see ``SCORER_KINDS``)."""
 
     def judge(self) -> Judge | None:
-        """A free imperfect AI judge, if the domain declares the ``judge`` capability."""
+        """A free imperfect AI judge, if the domain declares the ``judge`` capability. It must
+        hold its own model of quality, never the oracle."""
         return None
 
-    def transitions(self, samples: Samples) -> dict[str, Tensor] | None:
-        """The step view of samples (sequential domains), else None."""
-        return None
+    def transitions(self, contexts: Contexts, samples: Samples) -> dict[str, Tensor]:
+        """The step view of samples (shapes in :class:`~benchmark.api.DomainSpec`). The default
+        is the horizon-1 view: the context's ``step_obs_field`` is the observation, the sample's
+        ``step_action_field`` the action, and the episode ends after it."""
+        return horizon_one(contexts.tensors[self.step_obs_field], samples.tensors[self.step_action_field],
+                           contexts.tensors[self.step_obs_field])
 
     # -- evaluation hooks ------------------------------------------------------------------
     def artifacts(self, policy: Policy, out_dir: Path, generator: torch.Generator) -> list[str]:

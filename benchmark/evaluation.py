@@ -17,9 +17,10 @@ Headline metrics (docs/design.md §5):
   best-of-N reference target and R = mean_{c,n} g_ref(c, n) the reference's mean over *all* those
   N draws (both computed once at preparation): 0 = the reference, 100 = its best-of-N;
 - ``win_rate`` = mean over (c, k) of σ((g_π(c, k) − g_ref(c, k)) / T_oracle), interval over contexts;
-- ``kl_to_ref`` / ``kl_k3_to_ref`` (k1 / k3 on the policy's samples) where ``log_prob`` is exact
-  (capability ``exact_logp``); otherwise ``elbo_gap`` = E_π[log π − log π_ref] of the surrogate,
-  which is not a divergence and is never shown as a KL;
+- ``kl_to_ref`` / ``kl_k3_to_ref`` (k1 / k3 on the policy's samples) where the likelihood is exact
+  (capability ``exact_logp``: the sum of the step view's log-probs, e.g. a stochastic diffusion
+  chain's, whose KL bounds the images' from above); otherwise ``elbo_gap`` = E_π[log π − log π_ref]
+  of the surrogate, which is not a divergence and is never shown as a KL;
 - ``diversity`` and the domain's own metrics (``Oracle.metrics``), ``reference/<name>`` the
   reference's on the same draws.
 
@@ -69,15 +70,20 @@ def sample_chunked(
 
 @torch.no_grad()
 def log_probs_chunked(
-    policy: Policy, reference: Policy, contexts: Contexts, samples: Samples, generator: torch.Generator, chunk: int
+    policy: Policy, reference: Policy, contexts: Contexts, samples: Samples, generator: torch.Generator, chunk: int,
+    exact: bool = False,
 ) -> tuple[Tensor, Tensor]:
-    """(log π, log π_ref) of ``samples``, on one noise draw per chunk (common random numbers)."""
+    """(log π, log π_ref) of ``samples``, on one noise draw per chunk (common random numbers);
+    ``exact``: the sum of the step view's log-probs (the exact likelihood where the domain has one,
+    e.g. a stochastic diffusion chain), else ``log_prob``."""
     lp, lr = [], []
     for i in range(0, len(samples), chunk):
         ctx, smp = contexts[i : i + chunk], samples[i : i + chunk]
         noise = policy.draw_noise(ctx, smp, generator=generator)
-        lp.append(policy.log_prob(ctx, smp, noise=noise).float().cpu())
-        lr.append(reference.log_prob(ctx, smp, noise=noise).float().cpu())
+        for model, out in ((policy, lp), (reference, lr)):
+            value = (model.step_log_prob(ctx, smp, noise=noise)[0].sum(-1) if exact
+                     else model.log_prob(ctx, smp, noise=noise))
+            out.append(value.float().cpu())
     return torch.cat(lp), torch.cat(lr)
 
 
@@ -195,8 +201,9 @@ class Evaluator:
     def _likelihood_metrics(self, policy: Policy, draws: Draws, seed: int) -> dict[str, float]:
         d = self.domain
         gen = torch.Generator().manual_seed(stable_seed("eval-noise", d.name, seed))
-        lp, lp_ref = log_probs_chunked(policy, d.reference, draws.repeated, draws.samples, gen, d.cfg.eval_batch)
-        if "exact_logp" in d.spec.capabilities:
+        exact = "exact_logp" in d.spec.capabilities
+        lp, lp_ref = log_probs_chunked(policy, d.reference, draws.repeated, draws.samples, gen, d.cfg.eval_batch, exact)
+        if exact:
             return {"kl_to_ref": float(kl_k1(lp, lp_ref).mean()), "kl_k3_to_ref": float(kl_k3(lp, lp_ref).mean())}
         return {"elbo_gap": float((lp - lp_ref).mean())}
 

@@ -64,6 +64,7 @@ _METRICS = [
     MetricInfo("train_steps", "optimiser steps taken", None, "steps", accounting=True),
     MetricInfo("online_samples_used", "samples drawn from policies during training", None, "samples",
                accounting=True),
+    MetricInfo("judge_queries", "items the free AI judge was asked about", None, "items", accounting=True),
     MetricInfo("wall_s", "wall time of the cell", False, "s", accounting=True),
     MetricInfo("score_version", "version of the scoring definitions", None, "", accounting=True),
 ]
@@ -77,7 +78,7 @@ NULL_VALUES: dict[str, float] = {"normalized_score": 0.0, "win_rate": 0.5, "gold
 
 #: prefixes of derived metrics that are not ranked: the reference's own values on the same draws,
 #: the in-distribution split, the offline data's statistics
-SECONDARY_PREFIXES = ("reference/", "indist/", "data/")
+SECONDARY_PREFIXES = ("reference/", "indist/", "data/", "train/")
 
 
 def is_accounting(name: str) -> bool:

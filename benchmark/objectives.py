@@ -126,6 +126,27 @@ def gae(rewards: Tensor, values: Tensor, dones: Tensor, gamma: float, lam: float
     return adv, adv + values[:, :t]
 
 
+def leave_one_out_advantages(rewards: Tensor) -> Tensor:
+    """RLOO (Ahmadian et al. 2024): rewards ``[P, k]`` of k samples per prompt →
+    A_i = R_i − (Σ_{j≠i} R_j)/(k − 1) = k/(k−1)·(R_i − mean_j R_j)."""
+    k = rewards.shape[-1]
+    if k < 2:
+        raise ValueError("leave-one-out needs at least 2 samples per prompt")
+    return (rewards - rewards.mean(-1, keepdim=True)) * k / (k - 1)
+
+
+def clipped_surrogate_loss(logp: Tensor, old_logp: Tensor, adv: Tensor, eps: float) -> Tensor:
+    """PPO's clipped objective (Schulman et al. 2017), as a loss:
+    max(−A·r, −A·clip(r, 1−ε, 1+ε)), r = exp(log π − log π_old)."""
+    ratio = torch.exp(logp - old_logp)
+    return torch.maximum(-adv * ratio, -adv * ratio.clamp(1 - eps, 1 + eps))
+
+
+def awr_weights(adv: Tensor, temperature: float, max_weight: float = 100.0) -> Tensor:
+    """IQL's advantage-weighted regression weights min(exp(β·A), w_max) (CORL: β = 3, w_max = 100)."""
+    return torch.exp(temperature * adv).clamp(max=max_weight)
+
+
 def expectile_loss(u: Tensor, tau: float) -> Tensor:
     """IQL's asymmetric L2: |τ − 1(u<0)| u² (Kostrikov et al. 2022, CORL ``asymmetric_l2_loss``)."""
     return torch.abs(tau - (u < 0).to(u.dtype)) * u**2

@@ -29,6 +29,8 @@ _BUILTIN_ALGORITHMS = {
     "ipo": "baselines.ipo:IPO",
     "kto": "baselines.kto:KTO",
     "reference": "baselines.reference:Reference",
+    "rlhf": "baselines.rlhf:RLHF",
+    "iql": "baselines.iql:IQL",
 }
 
 

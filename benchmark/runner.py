@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmark.api import Algorithm, Budget, DomainInstance, Policy, RunContext
+from benchmark.api import CAPABILITIES, Algorithm, Budget, DomainInstance, Policy, RunContext
 from benchmark.cache import PreparationCache, code_version, default_home, hash_obj, package_versions
 from benchmark.conditions import Condition
 from benchmark.data import build_offline_data, pool_scale, stable_seed
@@ -178,16 +178,22 @@ _LOADED: dict[tuple[str, str, str], tuple[Domain, dict]] = {}
 
 #: modules whose output the preparation cache holds besides the domain's own code (the reference
 #: statistics of the evaluation, the seeds of data.py, the scoring version)
-PREPARATION_DEPS = ("benchmark.evaluation", "benchmark.data", "benchmark.metrics")
+PREPARATION_DEPS = ("benchmark.evaluation", "benchmark.data", "benchmark.metrics", "benchmark.preparation")
+
+
+def preparation_key(domain: Domain, cache: PreparationCache) -> str:
+    """The preparation cache's key of a domain: its build config and the source of its package, of
+    ``Domain.cache_deps`` and of :data:`PREPARATION_DEPS` (every module whose output is cached)."""
+    cls = type(domain)
+    package = cls.__module__.rsplit(".", 1)[0] if "." in cls.__module__ else cls.__module__
+    return cache.key(cls.name, domain.build_config(), [package, *cls.cache_deps, *PREPARATION_DEPS])
 
 
 def prepare_domain(domain_cls: type[Domain], cfg: Any, cache: PreparationCache, device: torch.device,
                    progress: Progress) -> tuple[Domain, dict, bool]:
     """Build (or load from the cache) a domain: (domain, reference statistics, built_now)."""
-    deps = [domain_cls.__module__.rsplit(".", 1)[0] if "." in domain_cls.__module__ else domain_cls.__module__,
-            *domain_cls.cache_deps, *PREPARATION_DEPS]
     domain = domain_cls(cfg, device)
-    key = cache.key(domain_cls.name, domain.build_config(), deps)
+    key = preparation_key(domain, cache)
     memo = (domain_cls.name, key, str(device))
     if memo in _LOADED:
         cached, stats = _LOADED[memo]
@@ -256,7 +262,7 @@ def make_instance(domain: Domain, condition: Condition, budget: Any, seed: int,
         spec=domain.spec, reference=reference, make_policy=sealed(new_policy, "make_policy"),
         make_scorer=sealed(domain.make_scorer, "make_scorer"), train_contexts=domain.train_contexts.clone(),
         offline=offline, feedback=SealedFeedback(handles[0]), judge=counting,
-        transitions=sealed(domain.transitions, "transitions") if "steps" in domain.spec.capabilities else None,
+        transitions=sealed(domain.transitions, "transitions"),
     )
     return instance, CellSeals(channel, meter, counting, handles), data_stats
 
@@ -271,20 +277,17 @@ def fingerprint(module: torch.nn.Module) -> str:
 
 
 def missing_requirements(algo_cls: type[Algorithm], instance: DomainInstance) -> str | None:
-    """Why an algorithm cannot run on a domain (an "n/a" cell), or None. Capabilities with a
-    generic fallback (``steps``: horizon 1) never make a cell n/a."""
-    off = instance.offline
+    """Why an algorithm cannot run on a domain (an "n/a" cell, with the reason stored), or None.
+    Every requirement is checked against what the domain declares or the condition provides."""
+    off, caps = instance.offline, instance.spec.capabilities
     have = {
         "offline:pairs": len(off.pairs) > 0,
         "offline:singles": len(off.singles) > 0,
         "offline:demos": len(off.demos) > 0,
         "offline:trajectories": off.trajectories is not None,
-        "online": True,
+        "online": "online" in caps,
         "feedback": instance.feedback.budget > 0,
-        "capability:steps": True,
-        "capability:exact_logp": "exact_logp" in instance.spec.capabilities,
-        "capability:reset": "reset" in instance.spec.capabilities,
-        "capability:judge": instance.judge is not None,
+        **{f"capability:{c}": c in caps for c in CAPABILITIES},
     }
     missing = [r for r in sorted(algo_cls.requires) if not have.get(r, False)]
     if missing:
@@ -355,6 +358,8 @@ def _accounting(seals: CellSeals, ctx: RunContext | None) -> dict[str, float]:
            "train_steps": float(ctx.steps_done if ctx else 0)}
     if seals.judge is not None:
         out["judge_queries"] = float(seals.judge.queries)
+    if ctx is not None:
+        out.update({f"train/{k}": v for k, v in ctx.summary.items()})
     return out
 
 

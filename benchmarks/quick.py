@@ -29,12 +29,13 @@ import time
 from pathlib import Path
 
 KEY_METRICS = {
-    "text": ["accuracy", "unsafe_rate", "verbosity", "length", "indist/accuracy"],
+    "text": ["accuracy", "verbosity", "length", "indist/accuracy", "indist/unsafe_rate"],
     "image": ["alignment", "alignment_all", "fid_classifier", "diversity"],
     "robot": ["d4rl_score", "success_rate", "d4rl_score/drawer-open", "d4rl_score/button-press",
               "d4rl_score/sweep-into", "d4rl_score/door-open"],
 }
 HEAD = ["normalized_score", "win_rate", "gold_gain", "kl_to_ref", "elbo_gap", "indist/normalized_score"]
+ACCOUNTING = ["train/rm_heldout_accuracy", "feedback_used", "online_samples_used", "judge_queries"]
 
 
 def bench(args: list[str], env: dict) -> float:
@@ -95,15 +96,19 @@ def main() -> None:
     ap.add_argument("--extra", action="append", default=[], help="ALGO:key=value[,key=value] on seed 0")
     ap.add_argument("--cache", type=Path, default=None, help="reuse a preparation cache (default: a fresh one)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    ap.add_argument("--tag", default="", help="results file name (default: <domain>_quick)")
+    ap.add_argument("--no-timing", action="store_true", help="skip the timed first and cached `bench run`")
     args = ap.parse_args()
+    tag = args.tag or f"{args.domain}_quick"
     work = Path(tempfile.mkdtemp(prefix=f"prefbench-{args.domain}-quick-"))
     env = {**os.environ, "PREFBENCH_HOME": str(work / "home"), "PREFBENCH_CACHE": str(args.cache or work / "cache")}
     res: dict = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                              "load_at_start": os.getloadavg()[0]}, "domain": args.domain}
     d = ["--domain", args.domain, "-q"]
-    res["first_run_s"] = bench(["run", "--algo", "dpo", *d], env)
-    res["cached_run_s"] = bench(["run", "--algo", "dpo", "--seed", "1", *d], env)
-    print(f"first run {res['first_run_s']:.1f}s, cached run {res['cached_run_s']:.1f}s", flush=True)
+    if not args.no_timing:
+        res["first_run_s"] = bench(["run", "--algo", "dpo", *d], env)
+        res["cached_run_s"] = bench(["run", "--algo", "dpo", "--seed", "1", *d], env)
+        print(f"first run {res['first_run_s']:.1f}s, cached run {res['cached_run_s']:.1f}s", flush=True)
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-m", "benchmark.cli", "grid", "--algos", args.algos, "--domains", args.domain,
                     "--conditions", args.conditions, "--seeds", str(args.seeds)], env=env, check=True)
@@ -123,7 +128,7 @@ def main() -> None:
         name = r.algo + (f" ({', '.join(f'{k}={v}' for k, v in sets.items())})" if sets else "")
         name += "" if r.condition == "default" else f" [{r.condition}]"
         groups.setdefault(name, []).append(r)
-    metrics = [*HEAD, *KEY_METRICS.get(args.domain, [])]
+    metrics = [*HEAD, *KEY_METRICS.get(args.domain, []), *ACCOUNTING]
     res["entries"] = {k: summarise(v, metrics) for k, v in sorted(groups.items())}
     first = min(recs, key=lambda r: (r.seed, r.algo))
     res["reference_metrics"] = {"gold_reward": first.metrics["reference_gold_reward"],
@@ -131,16 +136,20 @@ def main() -> None:
                                 **{k.removeprefix("reference/"): v for k, v in first.metrics.items()
                                    if k.startswith("reference/")}}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.domain}_quick.json").write_text(json.dumps(res, indent=2, sort_keys=True) + "\n")
+    (args.out / f"{tag}.json").write_text(json.dumps(res, indent=2, sort_keys=True) + "\n")
     m = res["machine"]
-    lines = [f"# {args.domain} domain, quick preset", "",
+    timing = (f"First `bench run --algo dpo --domain {args.domain}` (with preparation): {res['first_run_s']:.1f} s; "
+              f"a second cell, domain cached: {res['cached_run_s']:.1f} s; " if "first_run_s" in res else "")
+    lines = [f"# {args.domain} domain, quick preset ({args.algos})", "",
              f"Machine: {m['platform']}, {m['cpus']} CPUs (1-min load {m['load_at_start']:.2f} at start). "
-             f"First `bench run --algo dpo --domain {args.domain}` (with preparation): {res['first_run_s']:.1f} s; "
-             f"a second cell, domain cached: {res['cached_run_s']:.1f} s; the grid: {res['grid_s']:.0f} s.", "",
+             f"{timing}the grid: {res['grid_s']:.0f} s.", "",
              "Mean ± std over training seeds. Paired evaluation on held-out contexts: the reference scores exactly "
              "0 / 0.5; (± ctx CI) is the mean per-cell 95% interval over evaluation contexts. Target (best-of-N "
              f"reference) gold {res['reference_metrics']['target_gold_reward']:.3f}.", "", *table(res, args.domain)]
-    (args.out / f"{args.domain}_quick.md").write_text("\n".join(lines) + "\n")
+    lines += ["", "| entry | " + " | ".join(ACCOUNTING) + " |", "|" + "---|" * (len(ACCOUNTING) + 1)]
+    lines += ["| " + name + " | " + " | ".join(fmt(e, k, 3) for k in ACCOUNTING) + " |"
+              for name, e in res["entries"].items()]
+    (args.out / f"{tag}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -63,3 +63,36 @@ def test_finish_requires_a_started_cell(tmp_path: Path) -> None:
     st = Store(tmp_path / "s.sqlite")
     with pytest.raises(KeyError):
         st.finish("never-started", status="done")
+
+
+def test_editing_a_cached_module_changes_the_preparation_key(tmp_path) -> None:
+    """The cache key covers every module whose output the preparation cache holds: an edit to
+    evaluation.py (reference statistics) or data.py (seeds) in a copy of the repository rebuilds;
+    an edit to the leaderboard does not."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    copy = tmp_path / "repo"
+    for sub in ("benchmark", "domains", "baselines", "leaderboard"):
+        shutil.copytree(root / sub, copy / sub, ignore=shutil.ignore_patterns("__pycache__"))
+    probe = ("from benchmark.cache import PreparationCache\nfrom benchmark.runner import CellRequest, resolve, "
+             "preparation_key\nc = resolve(CellRequest('sft', 'text', preset='smoke'))\n"
+             f"print(preparation_key(c.domain_cls(c.domain_cfg), PreparationCache({str(tmp_path / 'c')!r})))")
+
+    def key() -> str:
+        env = {"PYTHONPATH": str(copy), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+        out = subprocess.run([sys.executable, "-c", probe], cwd=copy, env=env, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+    first = key()
+    (copy / "leaderboard" / "tables.py").write_text((copy / "leaderboard" / "tables.py").read_text() + "\n# x\n")
+    assert key() == first, "an unrelated module must not force a rebuild"
+    seen = {first}
+    for path in ("benchmark/evaluation.py", "benchmark/data.py", "benchmark/preparation.py"):
+        (copy / path).write_text((copy / path).read_text() + "\n# edited\n")
+        seen.add(key())
+    assert len(seen) == 4, "each cached module's edit gives a new key (a rebuild)"

@@ -100,22 +100,63 @@ class AutoregressivePolicy(Policy):
         return Batch({"tokens": tokens, "mask": mask})
 
 
-class SequenceScorer(Scorer):
-    """A reward (prompt + response) or value (prompt only) head on a causal-LM backbone: the
-    hidden state at the last attended position → a scalar (as TRL's reward models do)."""
+def token_transitions(contexts: Contexts, samples: Samples, pad_id: int) -> dict[str, Tensor]:
+    """The token-level MDP: observation t = the prompt and the first t response tokens (later
+    positions padded), action t = token t, done at the last valid token (``<eos>`` or the cut)."""
+    prompt, tokens = contexts.prompt_ids.cpu(), samples.tokens.cpu()
+    mask = samples.mask.cpu().bool()
+    b, r = tokens.shape
+    p = prompt.shape[1]
+    seq = torch.cat([prompt, torch.where(mask, tokens, torch.full_like(tokens, pad_id))], dim=1)  # [B, P+R]
+    step = torch.arange(r)
+    keep = torch.cat([torch.ones(r, p, dtype=torch.bool), step[None, :] < step[:, None]], dim=1)  # [T, P+R]
+    keep_next = torch.cat([torch.ones(r, p, dtype=torch.bool), step[None, :] <= step[:, None]], dim=1)
+    obs = torch.where(keep[None], seq[:, None, :], torch.full_like(seq[:, None, :], pad_id))
+    next_obs = torch.where(keep_next[None], seq[:, None, :], torch.full_like(seq[:, None, :], pad_id))
+    last = mask.long().sum(-1) - 1
+    done = (step[None, :] == last[:, None]) & mask
+    return {"obs": obs, "action": tokens, "next_obs": next_obs, "done": done, "mask": mask,
+            "timestep": step.expand(b, r).clone(), "cond": torch.zeros(b, 0)}
 
-    def __init__(self, backbone: nn.Module, hidden: int, kind: str = "reward"):
+
+class SequenceScorer(Scorer):
+    """Heads on a causal-LM backbone (as TRL's reward models). ``reward`` (prompt + response) and
+    ``value`` (prompt only): the hidden state at the last attended position → a scalar. Per-step
+    kinds over the token MDP (:func:`token_transitions`), one causal pass for all steps:
+    ``v`` V(s_t) and ``q`` Q(s_t, ·)[a_t] from the state before token t (a head over the
+    vocabulary for ``q``), ``step_reward`` r(s_t, a_t) from the state after it."""
+
+    def __init__(self, backbone: nn.Module, hidden: int, kind: str = "reward", vocab: int = 0):
         super().__init__()
-        if kind not in ("reward", "value"):
-            raise ValueError(f"scorer kind must be 'reward' or 'value', not {kind!r}")
+        if kind not in ("reward", "value", "step_reward", "q", "v"):
+            raise ValueError(f"unknown scorer kind {kind!r}")
         self.kind = kind
         self.backbone = backbone
-        self.head = nn.Linear(hidden, 1)
+        self.head = nn.Linear(hidden, vocab if kind == "q" else 1)
         nn.init.zeros_(self.head.bias)
         nn.init.normal_(self.head.weight, std=1.0 / hidden**0.5)
 
+    def _steps(self, contexts: Contexts, samples: Samples) -> Tensor:
+        dev = self.head.weight.device
+        p = contexts.prompt_ids.shape[1]
+        tokens, mask = samples.tokens.to(dev), samples.mask.to(dev)
+        ids = torch.cat([contexts.prompt_ids.to(dev), tokens], dim=1)
+        attn = torch.cat([contexts.prompt_mask.to(dev).long(), torch.ones_like(tokens)], dim=1)
+        h = self.backbone(input_ids=ids, attention_mask=attn, position_ids=_positions(attn)).last_hidden_state
+        if self.kind == "step_reward":
+            out = self.head(h[:, p:]).squeeze(-1)
+        elif self.kind == "v":
+            out = self.head(h[:, p - 1 : -1]).squeeze(-1)
+        else:
+            out = torch.gather(self.head(h[:, p - 1 : -1]), 2, tokens[..., None]).squeeze(-1)
+        return out * mask.to(out.dtype)
+
     def forward(self, contexts: Contexts, samples: Samples | None = None) -> Tensor:
         dev = self.head.weight.device
+        if self.kind in ("step_reward", "q", "v"):
+            if samples is None:
+                raise ValueError(f"a {self.kind} scorer needs samples (it scores the steps of the token MDP)")
+            return self._steps(contexts, samples)
         ids, attn = contexts.prompt_ids.to(dev), contexts.prompt_mask.to(dev).long()
         if self.kind == "reward":
             if samples is None:

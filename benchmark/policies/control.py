@@ -172,36 +172,54 @@ class TanhGaussianPolicy(Policy):
 
 
 class SegmentScorer(Scorer):
-    """An MLP scorer. ``reward``: Σ_t r_θ(s_t, a_t, c) over a segment's valid steps (the
-    preference-based-RL reward model of Christiano et al. 2017 / PEBBLE); ``value``: V_θ(s_0, c)
-    of the context's start observation ``obs``."""
+    """MLP scorers of segments (the preference-based-RL models of Christiano et al. 2017 / PEBBLE).
+
+    ``reward``: Σ_t r_θ(s_t, a_t, c) over a segment's valid steps; ``value``: V_θ(s_0, c) of the
+    context's start observation; per step (``[B, T]``, 0 on masked steps): ``step_reward``
+    r_θ(s_t, a_t, c), ``q`` Q_θ(s_t, a_t, c), ``v`` V_θ(s_t, c)."""
 
     def __init__(self, obs_dim: int, act_dim: int, cond_dim: int = 0, hidden: int = 256, layers: int = 2,
                  kind: str = "reward", obs_mean: Tensor | None = None, obs_std: Tensor | None = None):
         super().__init__()
-        if kind not in ("reward", "value"):
-            raise ValueError(f"scorer kind must be 'reward' or 'value', not {kind!r}")
+        if kind not in ("reward", "value", "step_reward", "q", "v"):
+            raise ValueError(f"unknown scorer kind {kind!r}")
         self.kind = kind
         self.cond_dim = cond_dim
-        self.net = mlp(obs_dim + cond_dim + (act_dim if kind == "reward" else 0), hidden, layers, 1)
+        with_action = kind in ("reward", "step_reward", "q")
+        self.net = mlp(obs_dim + cond_dim + (act_dim if with_action else 0), hidden, layers, 1)
         self.register_buffer("obs_mean", torch.zeros(obs_dim) if obs_mean is None else obs_mean.clone())
         self.register_buffer("obs_std", torch.ones(obs_dim) if obs_std is None else obs_std.clamp_min(1e-3).clone())
 
+    def per_step(self, contexts: Contexts, samples: Samples) -> Tensor:
+        """The head at every step of the segments, ``[B, T]`` (0 on masked steps)."""
+        dev = self.obs_mean.device
+        t = samples.actions.shape[1]
+        parts = [(samples.obs.to(dev)[:, :t].float() - self.obs_mean) / self.obs_std]
+        if self.kind != "v":
+            parts.append(samples.actions.to(dev).float())
+        if self.cond_dim:
+            parts.append(contexts.cond.to(dev).float()[:, None, :].expand(-1, t, -1))
+        out = self.net(torch.cat(parts, -1)).squeeze(-1)
+        return out * samples.mask.to(dev).float()
+
     def forward(self, contexts: Contexts, samples: Samples | None = None) -> Tensor:
         dev = self.obs_mean.device
-        cond = contexts.cond.to(dev).float() if self.cond_dim else None
         if self.kind == "value":
             x = (contexts.obs.to(dev).float() - self.obs_mean) / self.obs_std
-            if cond is not None:
-                x = torch.cat([x, cond], -1)
+            if self.cond_dim:
+                x = torch.cat([x, contexts.cond.to(dev).float()], -1)
             return self.net(x).squeeze(-1)
         if samples is None:
-            raise ValueError("a reward scorer needs samples")
-        a = samples.actions.to(dev).float()
-        t = a.shape[1]
-        x = (samples.obs.to(dev)[:, :t].float() - self.obs_mean) / self.obs_std
-        parts = [x, a]
-        if cond is not None:
-            parts.append(cond[:, None, :].expand(-1, t, -1))
-        r = self.net(torch.cat(parts, -1)).squeeze(-1)
-        return (r * samples.mask.to(dev).float()).sum(-1)
+            raise ValueError(f"a {self.kind} scorer needs samples")
+        steps = self.per_step(contexts, samples)
+        return steps.sum(-1) if self.kind == "reward" else steps
+
+
+def segment_transitions(contexts: Contexts, samples: Samples) -> dict[str, Tensor]:
+    """Environment transitions of segments: (s_t, a_t, s_{t+1}); never terminal (episodes are
+    truncated, not ended), ``cond`` the context's conditioning vector."""
+    t = samples.actions.shape[1]
+    mask = samples.mask.bool()
+    return {"obs": samples.obs[:, :t], "action": samples.actions, "next_obs": samples.obs[:, 1 : t + 1],
+            "done": torch.zeros_like(mask), "mask": mask,
+            "timestep": torch.arange(t).expand(len(samples), t).clone(), "cond": contexts.cond}

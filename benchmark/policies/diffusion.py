@@ -21,15 +21,95 @@ A sample is ``samples.image`` (any ``[B, *shape]`` tensor in the data scale, e.g
   index to restart from; ``sample(start=...)`` noises it to that step with the sampling
   generator and denoises from there.
 - ``mle_loss`` is the plain denoising MSE on which the reference was trained (SFT on images).
+- **The denoising chain as an MDP** (DDPO, Black et al. 2023; DPOK, Fan et al. 2023): with η > 0
+  each DDIM step is Gaussian, x_{k+1} ~ N(μ_θ(x_k, t_k, c), σ_k² I), so the chain has an exact
+  log-likelihood: ``step_log_prob`` returns log N(x_{k+1}; μ_θ, σ_k²) per step (the final step,
+  σ = 0, is deterministic and masked). Samples drawn with η > 0 carry their ``chain``
+  ``[B, S+1, *shape]``; a sample without one (an offline image) gets a latent path drawn from
+  DDIM's η-forward process q_σ(x_{1:S} | x_0), seeded by the image's content so that the step view
+  and the step log-probs see the same path. With η = 0 the chain is deterministic and the step
+  view is the horizon-1 view with the surrogate ``log_prob``.
 """
 
 from __future__ import annotations
+
+import hashlib
+import math
 
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 from torch import Tensor, nn
 
 from benchmark.api import Batch, Contexts, Noise, Policy, Samples
+
+
+class DDIMChain:
+    """The DDIM sampler's arithmetic, without a network: step statistics, the η-forward process and
+    the denoising MDP's transitions (shared by :class:`DiffusionPolicy` and the chain scorers)."""
+
+    def __init__(self, ddim: DDIMScheduler, steps: int, eta: float, clip: float | None, shape: tuple[int, ...]):
+        self.ddim, self.steps, self.eta, self.clip, self.shape = ddim, steps, eta, clip, tuple(shape)
+
+    def _alphas(self, k: int) -> tuple[float, float]:
+        """(ᾱ_t, ᾱ_prev) of DDIM step index k (diffusers' DDIMScheduler.step arithmetic)."""
+        t = int(self.ddim.timesteps[k])
+        prev = t - self.ddim.config.num_train_timesteps // self.steps
+        ac = self.ddim.alphas_cumprod
+        return float(ac[t]), float(ac[prev]) if prev >= 0 else float(self.ddim.final_alpha_cumprod)
+
+    def sigma(self, k: int) -> float:
+        """σ_k = η·sqrt((1 − ᾱ_prev)/(1 − ᾱ_t)·(1 − ᾱ_t/ᾱ_prev)), the std of DDIM step k."""
+        a_t, a_prev = self._alphas(k)
+        return self.eta * math.sqrt(max((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev), 0.0))
+
+    def step_mean(self, x: Tensor, eps: Tensor, k: int) -> Tensor:
+        """μ of DDIM step k: √ᾱ_prev·x̂₀ + √(1 − ᾱ_prev − σ²)·ε̂, x̂₀ = (x − √(1−ᾱ_t)·ε̂)/√ᾱ_t (clipped)."""
+        a_t, a_prev = self._alphas(k)
+        x0 = (x - math.sqrt(1 - a_t) * eps) / math.sqrt(a_t)
+        if self.clip is not None:
+            x0 = x0.clamp(-self.clip, self.clip)
+        return math.sqrt(a_prev) * x0 + math.sqrt(max(1 - a_prev - self.sigma(k) ** 2, 0.0)) * eps
+
+    def posterior_chain(self, x0: Tensor, generator: torch.Generator) -> Tensor:
+        """A latent path ``[B, S+1, *shape]`` from DDIM's η-forward process: x at the first timestep
+        ~ q(x_t | x₀), then x_prev ~ N(√ᾱ_prev·x₀ + √(1 − ᾱ_prev − σ²)·ε_t, σ²), ε_t = (x_t −
+        √ᾱ_t·x₀)/√(1 − ᾱ_t); it ends at x₀."""
+        a_first, _ = self._alphas(0)
+        x = math.sqrt(a_first) * x0 + math.sqrt(1 - a_first) * torch.randn(x0.shape, generator=generator)
+        chain = [x]
+        for k in range(self.steps):
+            a_t, a_prev = self._alphas(k)
+            sig = self.sigma(k)
+            eps_t = (x - math.sqrt(a_t) * x0) / math.sqrt(1 - a_t)
+            x = math.sqrt(a_prev) * x0 + math.sqrt(max(1 - a_prev - sig**2, 0.0)) * eps_t
+            x = x + sig * torch.randn(x0.shape, generator=generator) if sig > 0 else x
+            chain.append(x)
+        return torch.stack(chain, dim=1)
+
+    def with_chain(self, samples: Samples) -> Samples:
+        """``samples`` with a ``chain`` and ``chain_mask`` (drawn from the forward process, seeded by
+        each image's content, where a sample has none)."""
+        if "chain" in samples:
+            return samples
+        chains = []
+        for img in samples.image.detach().cpu().float():
+            seed = int.from_bytes(hashlib.sha256(img.numpy().tobytes()).digest()[:4], "little")
+            chains.append(self.posterior_chain(img[None], torch.Generator().manual_seed(seed))[0])
+        mask = torch.tensor([self.sigma(k) > 0 for k in range(self.steps)]).expand(len(samples), -1).clone()
+        return samples.replace(chain=torch.stack(chains), chain_mask=mask)
+
+    def transitions(self, contexts: Contexts, samples: Samples) -> dict[str, Tensor]:
+        """The denoising MDP: observation k = x at DDIM step k (with its timestep and the prompt as
+        ``cond``), action k = the next x; done at the last stochastic step."""
+        smp = self.with_chain(samples)
+        chain, mask = smp.chain.cpu(), smp.chain_mask.cpu().bool()
+        b = len(samples)
+        t = self.ddim.timesteps.long().expand(b, self.steps).clone()
+        last = torch.where(mask, torch.arange(self.steps).expand(b, -1), -1).max(-1).values
+        done = torch.arange(self.steps)[None, :] == last[:, None]
+        return {"obs": chain[:, :-1], "action": chain[:, 1:], "next_obs": chain[:, 1:], "done": done, "mask": mask,
+                "timestep": t, "cond": contexts.tokens.cpu()}
+
 
 
 class DiffusionPolicy(Policy):
@@ -47,7 +127,6 @@ class DiffusionPolicy(Policy):
         self.beta_schedule = beta_schedule
         self.steps = steps
         self.guidance = guidance
-        self.eta = eta
         self.scale = scale
         self.draws = draws
         self.clip = clip
@@ -56,6 +135,16 @@ class DiffusionPolicy(Policy):
                                   clip_sample_range=clip or 1.0)
         self.ddim = DDIMScheduler.from_config(self.ddpm.config)
         self.ddim.set_timesteps(steps)
+        self.chain = DDIMChain(self.ddim, steps, eta, clip, self.shape)
+
+    @property
+    def eta(self) -> float:
+        """DDIM η of the sampler (0: deterministic chain; > 0: a Gaussian per step)."""
+        return self.chain.eta
+
+    @eta.setter
+    def eta(self, value: float) -> None:
+        self.chain.eta = value
 
     @property
     def device(self) -> torch.device:
@@ -116,31 +205,56 @@ class DiffusionPolicy(Policy):
         remaining = torch.ceil((1 - fraction.float().clamp(0, 1)) * self.steps).long()
         return Batch({"image": samples.image.clone(), "step": (self.steps - remaining).cpu()})
 
+    def step_log_prob(self, contexts: Contexts, samples: Samples, *, noise: Noise | None = None
+                      ) -> tuple[Tensor, Tensor]:
+        """η > 0: log N(x_{k+1}; μ_θ(x_k, t_k, c), σ_k²) per DDIM step (exact; the guided ε̂ as in
+        sampling). η = 0: the horizon-1 view with the surrogate ``log_prob``."""
+        if self.eta <= 0:
+            return super().step_log_prob(contexts, samples, noise=noise)
+        smp = self.chain.with_chain(samples)
+        dev = self.device
+        chain, mask = smp.chain.to(dev), smp.chain_mask.to(dev).bool()
+        ctx = contexts.to(dev)
+        out = []
+        for k in range(self.steps):
+            sig = self.chain.sigma(k)
+            if sig <= 0:
+                out.append(torch.zeros(len(samples), device=dev))
+                continue
+            x, nxt = chain[:, k].float(), chain[:, k + 1].float()
+            mu = self.chain.step_mean(x, self.eps(x, int(self.ddim.timesteps[k]), ctx), k)
+            norm = nxt[0].numel() * (math.log(sig) + 0.5 * math.log(2 * math.pi))
+            out.append(-((nxt - mu) ** 2).flatten(1).sum(-1) / (2 * sig**2) - norm)
+        lp = torch.stack(out, dim=1)
+        return lp * mask, mask
+
     @torch.no_grad()
     def sample(self, contexts: Contexts, num: int = 1, *, generator: torch.Generator,
                start: Samples | None = None) -> Samples:
         ctx = contexts.repeat(num).to(self.device)
         b = len(ctx)
         x = torch.randn((b, *self.shape), generator=generator).to(self.device)
-        timesteps = self.ddim.timesteps
         first = torch.zeros(b, dtype=torch.long)
         if start is not None:  # SDEdit: the offline image noised to the start step's timestep
             first = start.step.cpu().long().clamp(0, self.steps)
-            t0 = timesteps[first.clamp(max=self.steps - 1)]
+            t0 = self.ddim.timesteps[first.clamp(max=self.steps - 1)]
             x0 = start.image.to(self.device).float()
             noised = self.add_noise(x0, x, t0)
             done = (first >= self.steps).to(self.device).view(-1, *([1] * len(self.shape)))
             x = torch.where(done, x0, noised)
-        for i, t in enumerate(timesteps.tolist()):
-            active = first <= i
+        chain, active_steps = [x], []
+        for k, t in enumerate(self.ddim.timesteps.tolist()):
+            active = first <= k
+            sig = self.chain.sigma(k)
+            active_steps.append(active & (sig > 0))
             if not bool(active.any()):
+                chain.append(x)
                 continue
-            eps = self.eps(x, t, ctx)
-            var_noise = torch.randn((b, *self.shape), generator=generator).to(self.device) if self.eta > 0 else None
-            out = self.ddim.step(eps, t, x, eta=self.eta, variance_noise=var_noise).prev_sample
-            mask = active.to(self.device).view(-1, *([1] * len(self.shape)))
-            x = torch.where(mask, out, x)
-        if self.clip is not None:
-            x = x.clamp(-self.clip, self.clip)
-        return Batch({"image": x})
-
+            mu = self.chain.step_mean(x, self.eps(x, t, ctx), k)
+            out = mu + sig * torch.randn((b, *self.shape), generator=generator).to(self.device) if sig > 0 else mu
+            x = torch.where(active.to(self.device).view(-1, *([1] * len(self.shape))), out, x)
+            chain.append(x)
+        image = x.clamp(-self.clip, self.clip) if self.clip is not None else x
+        if self.eta <= 0:
+            return Batch({"image": image})
+        return Batch({"image": image, "chain": torch.stack(chain, dim=1), "chain_mask": torch.stack(active_steps, 1)})

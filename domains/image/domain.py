@@ -43,7 +43,8 @@ from torch import Tensor, nn
 
 from benchmark.api import Batch, Budget, Contexts, DomainSpec, Samples, Scorer
 from benchmark.domain import Domain, DomainConfig, OfflinePool, Oracle
-from benchmark.policies.diffusion import DiffusionPolicy
+from benchmark.policies.diffusion import DDIMChain, DiffusionPolicy
+from benchmark.preparation import FitConfig, clone_state, fit
 from benchmark.progress import Progress
 from domains.image import scenes as S
 
@@ -166,28 +167,50 @@ class SceneClassifier(nn.Module):
 
 
 class ImageScorer(Scorer):
-    """Reward (image + prompt) or value (prompt) network: a small CNN and a prompt embedding."""
+    """A small CNN and a prompt embedding. ``reward`` r(c, x) and ``value`` V(c) score whole
+    samples; per step (``[B, T]``) on the horizon-1 view (η = 0) ``step_reward`` and ``q`` are r(c, x)
+    and ``v`` is V(c); on the denoising chain (η > 0) they see the step's x_t, its timestep and, for
+    ``step_reward``/``q``, the action x_{t−1} (stacked as channels)."""
 
-    def __init__(self, kind: str = "reward", dim: int = 32):
+    def __init__(self, kind: str = "reward", dim: int = 32, chain: DDIMChain | None = None):
         super().__init__()
-        if kind not in ("reward", "value"):
-            raise ValueError(f"scorer kind must be 'reward' or 'value', not {kind!r}")
+        if kind not in ("reward", "value", "step_reward", "q", "v"):
+            raise ValueError(f"unknown scorer kind {kind!r}")
         self.kind = kind
+        self.chain = chain if kind in ("step_reward", "q", "v") else None
+        with_image = kind != "value" and not (kind == "v" and self.chain is None)
+        channels = 6 if self.chain is not None and kind != "v" else 3
         self.prompt = nn.Embedding(len(S.VOCAB), dim)
+        self.time = nn.Embedding(1000, dim) if self.chain is not None else None
         self.image = nn.Sequential(
-            nn.Conv2d(3, 16, 3, stride=2, padding=1), nn.SiLU(), nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.SiLU(),
-            nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(128, dim),
-        )
-        self.head = nn.Sequential(nn.Linear(dim * (2 if kind == "reward" else 1), 64), nn.SiLU(), nn.Linear(64, 1))
+            nn.Conv2d(channels, 16, 3, stride=2, padding=1), nn.SiLU(), nn.Conv2d(16, 32, 3, stride=2, padding=1),
+            nn.SiLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(128, dim),
+        ) if with_image else None
+        self.head = nn.Sequential(nn.Linear(dim * (2 if with_image else 1), 64), nn.SiLU(), nn.Linear(64, 1))
+
+    def _score(self, tokens: Tensor, image: Tensor | None, t: Tensor | None = None) -> Tensor:
+        p = self.prompt(tokens).mean(1)
+        if t is not None:
+            p = p + self.time(t)
+        if self.image is not None:
+            p = torch.cat([p, self.image(image.float())], dim=-1)
+        return self.head(p).squeeze(-1)
 
     def forward(self, contexts: Contexts, samples: Samples | None = None) -> Tensor:
         dev = self.head[0].weight.device
-        p = self.prompt(contexts.tokens.to(dev)).mean(1)
-        if self.kind == "reward":
-            if samples is None:
-                raise ValueError("a reward scorer needs samples")
-            p = torch.cat([p, self.image(samples.image.to(dev).float())], dim=-1)
-        return self.head(p).squeeze(-1)
+        tokens = contexts.tokens.to(dev)
+        if self.kind != "value" and samples is None:
+            raise ValueError(f"a {self.kind} scorer needs samples")
+        if self.chain is None:
+            out = self._score(tokens, None if self.image is None else samples.image.to(dev))
+            return out if self.kind in ("reward", "value") else out[:, None]
+        tr = self.chain.transitions(contexts, samples)
+        b, steps = tr["mask"].shape
+        x = tr["obs"].to(dev).flatten(0, 1)
+        if self.kind != "v":
+            x = torch.cat([x, tr["action"].to(dev).flatten(0, 1)], dim=1)
+        out = self._score(tokens.repeat_interleave(steps, 0), x, tr["timestep"].to(dev).flatten())
+        return out.view(b, steps) * tr["mask"].to(dev).float()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -279,6 +302,7 @@ class ImageDomain(Domain):
     name = "image"
     Config = ImageConfig
     context_identity = ("tokens",)
+    step_obs_field, step_action_field = "tokens", "image"
     description = "text-to-image diffusion (diffusers UNet, DDIM + CFG) on compositional scenes"
     presets = {
         "smoke": dict(widths=(16, 32), cross_dim=16, ref_steps=40, ref_batch=32, ref_data=512, sample_steps=4,
@@ -348,40 +372,24 @@ class ImageDomain(Domain):
         data = self._render(srcs, scenes, rng)
         torch.manual_seed(c.seed)  # model initialisation
         model = self._denoiser()
-        ema = copy.deepcopy(model).requires_grad_(False)
         policy = self._policy(model)
-        opt = torch.optim.AdamW(model.parameters(), lr=c.ref_lr, weight_decay=0.0)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=c.ref_lr, total_steps=c.ref_steps, pct_start=0.1)
         early_at = max(1, round(c.ref_steps * c.early_fraction))
-        early: dict = {}
-        model.train()
-        with progress.task("image: train the reference (DDPM on the rendering mixture)", c.ref_steps) as task:
-            for step in range(c.ref_steps):
-                idx = torch.randint(0, c.ref_data, (c.ref_batch,), generator=gen)
-                drop = torch.rand(c.ref_batch, generator=gen) < c.cfg_dropout
-                noise = policy.draw_noise(ctx[idx], data[idx], generator=gen)
-                loss = policy.denoise_error(ctx[idx], data[idx], noise, drop=drop).mean()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                opt.step()
-                sched.step()
-                decay = min(c.ema, (1 + step) / (10 + step))
-                with torch.no_grad():
-                    for pe, pm in zip(ema.parameters(), model.parameters()):
-                        pe.lerp_(pm, 1 - decay)
-                if step + 1 == early_at:
-                    early = {k: v.detach().clone() for k, v in ema.state_dict().items()}
-                task.advance()
-                if step % 50 == 0:
-                    task.log(step, {"mse": float(loss.detach())})
-        return ema.eval(), early
+
+        def denoising_loss(step: int) -> Tensor:
+            idx = torch.randint(0, c.ref_data, (c.ref_batch,), generator=gen)
+            drop = torch.rand(c.ref_batch, generator=gen) < c.cfg_dropout
+            noise = policy.draw_noise(ctx[idx], data[idx], generator=gen)
+            return policy.denoise_error(ctx[idx], data[idx], noise, drop=drop).mean()
+
+        cfg = FitConfig(c.ref_steps, c.ref_lr, ema=c.ema, snapshots=(early_at,))
+        fitted = fit(model, denoising_loss, cfg, progress, "image: train the reference (DDPM on the rendering mixture)",
+                     metric="mse")
+        return fitted.model, fitted.snapshots[early_at]
 
     def _train_classifier(self, rng: random.Random, gen: torch.Generator, progress: Progress) -> SceneClassifier:
         c = self.cfg
         torch.manual_seed(c.seed + 1)
         clf = SceneClassifier()
-        opt = torch.optim.AdamW(clf.parameters(), lr=3e-3)
         n = max(1024, 8 * c.classifier_steps)
         scenes = [S.random_scene(rng, "any") for _ in range(n)]  # the oracle's classifier sees every scene
         imgs = np.stack([S.render(sc, c.size, rng) for sc in scenes])
@@ -394,22 +402,20 @@ class ImageDomain(Domain):
                 imgs[i] = ndimage.gaussian_filter(imgs[i], sigma=(0, 0.5 * c.size / 16, 0.5 * c.size / 16))
         x = torch.from_numpy(imgs).float() * 2 - 1
         y = torch.tensor([sc.labels for sc in scenes])
-        clf.train()
-        with progress.task("image: alignment classifier (clean renderings)", c.classifier_steps) as task:
-            for _ in range(c.classifier_steps):
-                idx = torch.randint(0, n, (128,), generator=gen)
-                out = clf(x[idx])
-                loss = sum(F.cross_entropy(o, y[idx, i]) for i, o in enumerate(out))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                task.advance()
-        return clf.eval()
+
+        def classification_loss(step: int) -> Tensor:
+            idx = torch.randint(0, n, (128,), generator=gen)
+            return sum(F.cross_entropy(o, y[idx, i]) for i, o in enumerate(clf(x[idx])))
+
+        cfg = FitConfig(c.classifier_steps, 3e-3, schedule="constant", clip=float("inf"), log_every=10**9)
+        return fit(clf, classification_loss, cfg, progress, "image: alignment classifier (clean renderings)").model
 
     @torch.no_grad()
     def _sample_chunked(self, policy: DiffusionPolicy, ctx: Contexts, num: int, gen: torch.Generator) -> Samples:
+        """Images only (a pool sample carries no chain: renderings have none)."""
         step = max(1, self.cfg.eval_batch // num)
-        return Batch.cat([policy.sample(ctx[i : i + step], num, generator=gen) for i in range(0, len(ctx), step)])
+        return Batch.cat([Batch({"image": policy.sample(ctx[i : i + step], num, generator=gen).image})
+                          for i in range(0, len(ctx), step)])
 
     def build(self, progress: Progress) -> dict:
         c = self.cfg
@@ -469,8 +475,8 @@ class ImageDomain(Domain):
         pool = OfflinePool(contexts=pool_ctx, samples=samples, context_index=context_index, source=source,
                            sources=pool_sources, components=components, demo=demo)
         return {
-            "reference": {k_: v.detach().clone() for k_, v in ref_model.state_dict().items()},
-            "classifier": {k_: v.detach().clone() for k_, v in clf.state_dict().items()},
+            "reference": clone_state(ref_model),
+            "classifier": clone_state(clf),
             "train_contexts": train_ctx.state(),
             "eval_contexts": eval_ctx.state(),
             "indist_contexts": indist_ctx.state(),
@@ -491,18 +497,32 @@ class ImageDomain(Domain):
 
     def make_spec(self) -> DomainSpec:
         c = self.cfg
+        chain = c.eta > 0
         return DomainSpec(
-            name="image", modality="image", capabilities=frozenset({"reset"}),
-            context_fields=("tokens", "text"), sample_fields=("image",), horizon=1, lr=c.lr,
+            name="image", modality="image",
+            capabilities=frozenset({"online", "reset", *(("steps", "exact_logp") if chain else ())}),
+            context_fields=("tokens", "text"), sample_fields=("image",), horizon=c.sample_steps if chain else 1,
+            obs_shape=(3, c.size, c.size) if chain else (4,), action_shape=(3, c.size, c.size),
+            action_kind="continuous", cond_shape=(4,), surrogate_logp=True, lr=c.lr,
             batch_size=self.budgets["quick"].batch_size,
             notes=(f"log_prob: Diffusion-DPO ELBO surrogate −s·mean‖ε − ε_θ(x_t,t,c)‖² with s = {c.logp_scale:g} "
                    f"(β = 0.1 ≙ Diffusion-DPO β_dpo = {0.2 * c.logp_scale:g}); draw_noise gives (t, ε); "
                    f"samples: {c.size}×{c.size} RGB in [−1, 1] by DDIM ({c.sample_steps} steps, η = {c.eta:g}) "
-                   f"with CFG w = {c.guidance:g}; `start` (rollin) is an SDEdit restart."),
+                   f"with CFG w = {c.guidance:g}; `start` (rollin) is an SDEdit restart. Step view: "
+                   + ("the denoising chain (x_t, t, prompt) → x_prev with exact Gaussian step log-probs (η > 0)."
+                      if chain else "horizon 1 (prompt → image; the DDIM chain is deterministic at η = 0).")),
         )
 
-    def make_scorer(self, kind: str = "reward") -> ImageScorer:
-        return ImageScorer(kind).to(self.device)
+    def build_scorer(self, kind: str) -> ImageScorer:
+        chain = copy.deepcopy(self.reference.chain) if self.cfg.eta > 0 else None
+        return ImageScorer(kind, chain=chain).to(self.device)
+
+    def transitions(self, contexts: Contexts, samples: Samples) -> dict[str, Tensor]:
+        """η > 0: the denoising chain as an MDP (``DDIMChain.transitions``); η = 0: the horizon-1
+        view (observation = the prompt's tokens, action = the image)."""
+        if self.cfg.eta > 0:
+            return self.reference.chain.transitions(contexts, samples)
+        return super().transitions(contexts, samples)
 
     # -- artifacts ---------------------------------------------------------------------------
     def artifacts(self, policy: Any, out_dir: Path, generator: torch.Generator) -> list[str]:

@@ -41,7 +41,14 @@ from torch import Tensor
 
 from benchmark.api import Batch, Budget, Contexts, DomainSpec, Samples
 from benchmark.domain import Domain, DomainConfig, OfflinePool, Oracle
-from benchmark.policies.control import ACTION_LIMIT, SealedSimulator, SegmentScorer, TanhGaussianPolicy
+from benchmark.policies.control import (
+    ACTION_LIMIT,
+    SealedSimulator,
+    SegmentScorer,
+    TanhGaussianPolicy,
+    segment_transitions,
+)
+from benchmark.preparation import FitConfig, clone_state, fit
 from benchmark.progress import Progress
 from domains.robot.envs import (
     ACT_DIM,
@@ -314,23 +321,14 @@ class RobotDomain(Domain):
         policy.set_normalizer(obs.mean(0), obs.std(0))
         cond = torch.nn.functional.one_hot(data["task"], len(c.tasks)).float()
         acts = data["actions"]
-        opt = torch.optim.Adam(policy.parameters(), lr=c.bc_lr)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, c.bc_steps)
         gen = torch.Generator().manual_seed(c.seed)
-        with progress.task("robot: BC reference on the mixed dataset", c.bc_steps) as bar:
-            for step in range(c.bc_steps):
-                idx = torch.randint(len(obs), (c.bc_batch,), generator=gen)
-                loss = -policy.action_log_prob(obs[idx], cond[idx], acts[idx]).mean()
-                opt.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(policy.parameters(), 10.0)
-                opt.step()
-                sched.step()
-                bar.advance()
-                if step % 100 == 0:
-                    bar.log(step, {"nll": float(loss.detach())})
-        policy.eval()
-        return policy
+
+        def nll(step: int) -> Tensor:
+            idx = torch.randint(len(obs), (c.bc_batch,), generator=gen)
+            return -policy.action_log_prob(obs[idx], cond[idx], acts[idx]).mean()
+
+        cfg = FitConfig(c.bc_steps, c.bc_lr, optimizer="adam", schedule="cosine", clip=10.0, log_every=100)
+        return fit(policy, nll, cfg, progress, "robot: BC reference on the mixed dataset", metric="nll").model
 
     def build(self, progress: Progress) -> dict:
         c = self.cfg
@@ -421,7 +419,7 @@ class RobotDomain(Domain):
             torch.zeros(len(source), dtype=torch.bool), step_rewards=step_r, trajectories=data,
         )
         return {
-            "reference": {k: v.detach().clone() for k, v in policy.state_dict().items()},
+            "reference": clone_state(policy),
             "anchors": anchors, "scale": scale,
             "train_contexts": train_ctx.state(), "eval_contexts": eval_ctx.state(), "pool": pool.state(),
             "timings": {"datasets_s": t_data, "dataset_steps": dataset_steps, "bc_s": t_bc, "pool_s": t_pool,
@@ -446,24 +444,22 @@ class RobotDomain(Domain):
         c = self.cfg
         return DomainSpec(
             name="robot", modality="control",
-            capabilities=frozenset({"exact_logp", "reset", "steps"}),
+            capabilities=frozenset({"online", "exact_logp", "reset", "steps"}),
             context_fields=("task", "cond", "rand_vec", "sim_state", "prev_obs", "obs", "t", "horizon"),
             sample_fields=("obs", "actions", "mask"),
-            horizon=c.segment_len, lr=c.lr, batch_size=self.budgets["quick"].batch_size,
+            horizon=c.segment_len, obs_shape=(OBS_DIM,), action_shape=(ACT_DIM,), action_kind="continuous",
+            cond_shape=(len(c.tasks),), lr=c.lr, batch_size=self.budgets["quick"].batch_size,
             notes="Samples are trajectory segments (obs [T+1, 39], actions [T, 4] in (-1, 1), mask) rolled out "
                   "in Meta-World from the context's start state; log_prob = sum of per-step tanh-Gaussian "
                   "log-probs (exact). Evaluation contexts are fresh resets with the full episode horizon.",
         )
 
     # -- algorithm-facing extras -----------------------------------------------------------
-    def make_scorer(self, kind: str = "reward") -> SegmentScorer:
+    def build_scorer(self, kind: str) -> SegmentScorer:
         c = self.cfg
         return SegmentScorer(OBS_DIM, ACT_DIM, len(c.tasks), c.hidden, c.layers, kind,
                              self.reference.obs_mean.cpu(), self.reference.obs_std.cpu()).to(self.device)
 
-    def transitions(self, samples: Samples) -> dict[str, Tensor]:
-        """Step view: (obs, action, next_obs, done, mask) per step; Meta-World never terminates."""
-        t = samples.actions.shape[1]
-        mask = samples.mask.bool()
-        return {"obs": samples.obs[:, :t], "action": samples.actions, "next_obs": samples.obs[:, 1 : t + 1],
-                "done": torch.zeros_like(mask), "mask": mask}
+    def transitions(self, contexts: Contexts, samples: Samples) -> dict[str, Tensor]:
+        """Step view: (obs, action, next_obs, done, mask, timestep, cond); Meta-World never terminates."""
+        return segment_transitions(contexts, samples)

@@ -26,7 +26,8 @@ from transformers import GPT2Config, GPT2LMHeadModel, GPT2Model, PreTrainedToken
 
 from benchmark.api import Batch, Budget, Contexts, DomainSpec, Samples
 from benchmark.domain import Domain, DomainConfig, OfflinePool, Oracle
-from benchmark.policies.autoregressive import AutoregressivePolicy, SequenceScorer
+from benchmark.policies.autoregressive import AutoregressivePolicy, SequenceScorer, token_transitions
+from benchmark.preparation import FitConfig, clone_state, fit
 from benchmark.progress import Progress
 from domains.text import tasks as T
 
@@ -249,27 +250,17 @@ class TextDomain(Domain):
         weights = [c.mixture[s] for s in sources]
 
         # 1. SFT on a mixture of behaviour-policy outputs ------------------------------------
-        opt = torch.optim.AdamW(model.parameters(), lr=c.sft_lr, weight_decay=0.01)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=c.sft_lr, total_steps=c.sft_steps,
-                                                    pct_start=0.1)
         gen = torch.Generator().manual_seed(c.seed)
-        model.train()
-        with progress.task("text: SFT reference on the behaviour mixture", c.sft_steps) as task:
-            for step in range(c.sft_steps):
-                batch_tasks = self._tasks(rng, c.sft_batch)
-                srcs = rng.choices(sources, weights, k=c.sft_batch)
-                ctx = self.encode_prompts([t.prompt for t in batch_tasks])
-                smp = self.encode_responses([T.behaviour(s, t, rng) for s, t in zip(srcs, batch_tasks)])
-                loss = policy.mle_loss(ctx, smp, generator=gen).mean()
-                opt.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                opt.step()
-                sched.step()
-                task.advance()
-                if step % 50 == 0:
-                    task.log(step, {"nll": float(loss.detach())})
-        model.eval()
+
+        def sft_loss(step: int) -> Tensor:
+            batch_tasks = self._tasks(rng, c.sft_batch)
+            srcs = rng.choices(sources, weights, k=c.sft_batch)
+            ctx = self.encode_prompts([t.prompt for t in batch_tasks])
+            smp = self.encode_responses([T.behaviour(s, t, rng) for s, t in zip(srcs, batch_tasks)])
+            return policy.mle_loss(ctx, smp, generator=gen).mean()
+
+        fit(model, sft_loss, FitConfig(c.sft_steps, c.sft_lr, weight_decay=0.01), progress,
+            "text: SFT reference on the behaviour mixture", metric="nll")
 
         # 2. contexts ------------------------------------------------------------------------
         train_ctx = self.encode_prompts([t.prompt for t in self._tasks(rng, c.train_contexts)])
@@ -315,7 +306,7 @@ class TextDomain(Domain):
         return {
             "vocab": T.vocabulary(),
             "model_config": self._model_config().to_dict(),
-            "reference": {k_: v.detach().clone() for k_, v in model.state_dict().items()},
+            "reference": clone_state(model),
             "train_contexts": train_ctx.state(),
             "eval_contexts": eval_ctx.state(),
             "indist_contexts": indist_ctx.state(),
@@ -340,22 +331,26 @@ class TextDomain(Domain):
         c = self.cfg
         return DomainSpec(
             name="text", modality="text",
-            capabilities=frozenset({"exact_logp", "reset", "judge"}),
+            capabilities=frozenset({"online", "exact_logp", "steps", "reset", "judge"}),
             context_fields=("prompt_ids", "prompt_mask", "text"),
             sample_fields=("tokens", "mask"),
-            horizon=c.response_len, lr=c.lr, batch_size=self.budgets["quick"].batch_size,
+            horizon=c.response_len, obs_shape=(c.prompt_len + c.response_len,), action_shape=(),
+            action_kind="discrete", n_actions=len(self._vocab()), cond_shape=(0,),
+            lr=c.lr, batch_size=self.budgets["quick"].batch_size,
             notes="log_prob: exact sequence log-likelihood (sum over response tokens incl. <eos>). "
-                  "Samples are right-padded to response_len; `start` forces a response prefix.",
+                  "Samples are right-padded to response_len; `start` forces a response prefix. Step view: "
+                  "the token MDP (observation = prompt + response prefix, padded; action = the next token).",
         )
 
+    def transitions(self, contexts: Contexts, samples: Samples) -> dict[str, Tensor]:
+        return token_transitions(contexts, samples, PAD)
+
     # -- algorithm-facing extras -----------------------------------------------------------
-    def make_scorer(self, kind: str = "reward") -> SequenceScorer:
-        """A reward/value head on a GPT-2 backbone initialised from the reference (as RLHF does)."""
+    def build_scorer(self, kind: str) -> SequenceScorer:
+        """A head on a GPT-2 backbone initialised from the reference (as RLHF does)."""
         backbone = GPT2Model(self._model_config())
-        ref_state = self.reference.model.transformer.state_dict()
-        backbone.load_state_dict(ref_state)
-        scorer = SequenceScorer(backbone, self.cfg.n_embd, kind).to(self.device)
-        return scorer
+        backbone.load_state_dict(self.reference.model.transformer.state_dict())
+        return SequenceScorer(backbone, self.cfg.n_embd, kind, vocab=len(self._vocab())).to(self.device)
 
     def judge(self) -> TextJudge:
         return TextJudge(self._vocab(), self.cfg.judge_length_bias)

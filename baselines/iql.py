@@ -1,0 +1,142 @@
+"""Offline RL from preference feedback: a reward-model ensemble, relabelled transitions, then IQL.
+
+The route of offline RL-VLM-F (Venkataraman, Wang et al. 2024; RL-VLM-F, Wang et al. 2024): a
+per-step reward ensemble r̂ is fitted to the offline preference pairs (a segment's score is the sum
+of its per-step rewards, Bradley–Terry over pairs, as PEBBLE and B-Pref), the offline transitions are
+relabelled with the ensemble mean, and Implicit Q-Learning (Kostrikov et al. 2022) learns from them:
+
+    L_V = E[|τ − 1(u < 0)|·u²],                u = min_i Q̄_i(s, a) − V(s)          (expectile τ)
+    L_Q = ½ Σ_i E[(r̂ + γ(1 − d)·V(s') − Q_i(s, a))²]                            (twin Q)
+    L_π = −E[min(exp(β·(min_i Q̄_i(s, a) − V(s))), 100) · log π(a|s)]              (AWR actor)
+    Q̄ ← (1 − κ)·Q̄ + κ·Q                                                          (Polyak, κ = 0.005)
+
+with CORL's defaults (``algorithms/offline/iql.py``): τ = 0.7, β = 3.0, γ = 0.99, κ = 0.005, weights
+clipped at 100. It runs on every domain's step view (``benchmark.steps``): robot transitions
+natively, text as the token MDP, image as the denoising chain (η > 0) or the horizon-1 view (η = 0,
+where the actor's log π is the diffusion surrogate: advantage-weighted denoising regression).
+
+Ours: the transitions are the step views of the offline data's samples (both sides of every pair,
+the thumbs-rated singles and the demonstrations), not a separate replay buffer; the segment's last
+step bootstraps only where the view has its successor (a truncated robot segment's last step has
+no Q target); rewards are standardised over the transitions (CORL: off by default for locomotion,
+but r̂'s scale is arbitrary); learning rates are multiples of the domain's base rate.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from benchmark.api import Algorithm, Batch, Policy, RunContext, Scorer
+from benchmark.objectives import awr_weights, expectile_loss
+from benchmark.steps import step_view
+from benchmark.training import optimizer_step, should_log, train_reward_model
+
+
+@dataclass
+class IQLConfig:
+    expectile: float = 0.7
+    """τ of the value expectile (CORL ``iql_tau``: 0.7)."""
+    temperature: float = 3.0
+    """β of the advantage weights exp(β·A) (CORL ``beta``: 3.0)."""
+    discount: float = 0.99
+    """γ (CORL: 0.99)."""
+    target_update: float = 0.005
+    """Polyak rate κ of the target Q networks (CORL ``tau``: 0.005)."""
+    max_weight: float = 100.0
+    """Clip of the advantage weights (CORL ``EXP_ADV_MAX``: 100)."""
+    rm_ensemble: int = 3
+    """Members of the per-step reward ensemble (RL-VLM-F / PEBBLE: 3)."""
+    rm_fraction: float = 0.25
+    """Share of the step budget spent on the reward ensemble (ours)."""
+    rm_holdout: float = 0.1
+    """Share of the offline pairs held out to measure the reward ensemble (ours)."""
+    rm_lr_scale: float = 10.0
+    """Reward-model learning rate ÷ the domain's base rate (ours; CORL/PEBBLE use 3e-4)."""
+    critic_lr_scale: float = 10.0
+    """V and Q learning rate ÷ the domain's base rate (ours; CORL: 3e-4 for V, Q and actor)."""
+    lr_scale: float = 1.0
+    """Actor learning rate ÷ the domain's base fine-tuning rate (docs/design.md §2)."""
+    normalize_reward: bool = True
+    """Standardise the relabelled rewards over the transitions (ours)."""
+    batch_size: int | None = None
+    """Samples (each with its steps) per update (None: the preset's batch size)."""
+    max_grad_norm: float = 1.0
+    """Gradient-norm clip of every network (ours; CORL clips none)."""
+
+
+class IQL(Algorithm):
+    name = "iql"
+    check_steps = 32  # the reward model must learn before the policy moves
+    # in the conformance check's 32 steps a κ = 0.005 target network would hardly move from its
+    # initialisation, so the actor's advantages would be noise; the check uses a faster one
+    check_overrides = {"target_update": 0.1}
+    Config = IQLConfig
+    requires = frozenset({"offline:pairs"})
+    paper = "Kostrikov et al. 2022, IQL; Venkataraman, Wang et al. 2024, offline RL from VLM feedback"
+
+    def train(self, ctx: RunContext, cfg: IQLConfig) -> Policy:
+        off = ctx.domain.offline
+        rm_steps = max(1, round(ctx.budget.steps * cfg.rm_fraction))
+        rm, accuracy = train_reward_model(ctx, off.pairs, rm_steps, cfg.rm_lr_scale, cfg.rm_holdout,
+                                          kind="step_reward", ensemble=cfg.rm_ensemble)
+        if accuracy is not None:
+            ctx.report(rm_heldout_accuracy=accuracy)
+        contexts = Batch.cat([off.pairs.contexts, off.pairs.contexts, off.singles.contexts, off.demos.contexts])
+        samples = Batch.cat([off.pairs.chosen, off.pairs.rejected, off.singles.samples, off.demos.samples])
+        rewards = self._relabel(ctx, rm, contexts, samples, cfg)
+        return self._iql(ctx, cfg, contexts, samples, rewards)
+
+    @staticmethod
+    @torch.no_grad()
+    def _relabel(ctx: RunContext, rm: Scorer, contexts: Batch, samples: Batch, cfg: IQLConfig,
+                 chunk: int = 256) -> Tensor:
+        """r̂ per step ``[N, T]``: the ensemble's mean, standardised over the valid steps."""
+        rewards, masks = [], []
+        for i in range(0, len(samples), chunk):
+            c, s = contexts[i : i + chunk], samples[i : i + chunk]
+            rewards.append(rm(c, s).mean(0).float().cpu())
+            masks.append(step_view(ctx.domain, c, s).mask)
+        r, valid = torch.cat(rewards), torch.cat(masks)
+        if cfg.normalize_reward:
+            mean, std = r[valid].mean(), r[valid].std().clamp_min(1e-6)
+            r = torch.where(valid, (r - mean) / std, torch.zeros_like(r))
+        return r
+
+    def _iql(self, ctx: RunContext, cfg: IQLConfig, contexts: Batch, samples: Batch, rewards: Tensor) -> Policy:
+        policy = ctx.domain.make_policy()
+        v, q = ctx.domain.make_scorer("v"), ctx.domain.make_scorer("q", ensemble=2)
+        q_target = copy.deepcopy(q).requires_grad_(False)
+        opt_v = ctx.optimizer(v.parameters(), cfg.critic_lr_scale)
+        opt_q = ctx.optimizer(q.parameters(), cfg.critic_lr_scale)
+        opt_pi = ctx.optimizer(policy.parameters(), cfg.lr_scale)
+        for step, idx in zip(ctx.train_steps(), ctx.batches(len(samples), cfg.batch_size)):
+            c, s, r = contexts[idx], samples[idx], rewards[idx]
+            view = step_view(ctx.domain, c, s)
+            mask, done = view.mask, view.done
+            with torch.no_grad():
+                q_min = q_target(c, s).min(0).values.cpu()
+            value = v(c, s).cpu()
+            loss_v = expectile_loss(q_min - value, cfg.expectile)[mask].mean()
+            optimizer_step(opt_v, loss_v, v.parameters(), cfg.max_grad_norm)
+            has_next = torch.cat([mask[:, 1:], torch.zeros_like(mask[:, :1])], dim=1)
+            next_v = torch.cat([value.detach()[:, 1:], torch.zeros_like(value[:, :1])], dim=1)
+            target = r + cfg.discount * (~done).float() * next_v
+            valid_q = mask & (done | has_next)
+            q_all = q(c, s).cpu()  # [2, B, T]; the mean over both members is ½·Σ_i of the docstring
+            loss_q = ((q_all - target[None]) ** 2)[:, valid_q].mean()
+            optimizer_step(opt_q, loss_q, q.parameters(), cfg.max_grad_norm)
+            weights = awr_weights(q_min - value.detach(), cfg.temperature, cfg.max_weight)
+            logp = policy.step_log_prob(c, s, noise=policy.draw_noise(c, s, generator=ctx.generator))[0].cpu()
+            loss_pi = -(weights * logp)[mask].mean()
+            optimizer_step(opt_pi, loss_pi, policy.parameters(), cfg.max_grad_norm)
+            with torch.no_grad():
+                for pt, p in zip(q_target.parameters(), q.parameters()):
+                    pt.lerp_(p, cfg.target_update)
+            if should_log(ctx, step):
+                ctx.log(step, loss_v=float(loss_v.detach()), loss_q=float(loss_q.detach()),
+                        loss_actor=float(loss_pi.detach()), adv_weight=float(weights[mask].mean()))
+        return policy
