@@ -56,6 +56,18 @@ class Greedy(Algorithm):
             ctx.domain.feedback.compare(ctx_, a, a)
 
 
+class Sampler(Algorithm):
+    """Samples from a policy directly, forever (not through ctx.sample)."""
+
+    name = "test-sampler"
+    Config = NoCfg
+
+    def train(self, ctx: RunContext, cfg: NoCfg):
+        policy = ctx.domain.make_policy()
+        while True:
+            policy.sample(ctx.domain.train_contexts[:8], 4, generator=ctx.generator)
+
+
 class NeedsTrajectories(Algorithm):
     name = "test-needs-trajectories"
     Config = NoCfg
@@ -67,10 +79,10 @@ class NeedsTrajectories(Algorithm):
 
 @pytest.fixture()
 def registered() -> Iterator[None]:
-    for cls in (Crash, Diverge, Greedy, NeedsTrajectories):
+    for cls in (Crash, Diverge, Greedy, Sampler, NeedsTrajectories):
         ALGORITHMS.add(cls.name, cls)
     yield
-    for cls in (Crash, Diverge, Greedy, NeedsTrajectories):
+    for cls in (Crash, Diverge, Greedy, Sampler, NeedsTrajectories):
         ALGORITHMS.remove(cls.name)
 
 
@@ -100,6 +112,13 @@ def test_going_over_the_feedback_budget_fails_the_cell_and_counts(registered, ho
     assert rec.status == "failed" and rec.reason.startswith("FeedbackBudgetExceeded")
     budget = resolve(CellRequest("dpo", "text", preset="smoke")).budget
     assert rec.feedback_used == budget.feedback and rec.online_samples == 8
+
+
+def test_going_over_the_online_sample_budget_fails_the_cell_and_counts(registered, home: Path, cache) -> None:
+    rec, _ = _run("test-sampler", home, cache)
+    budget = resolve(CellRequest("dpo", "text", preset="smoke")).budget
+    assert rec.status == "failed" and rec.reason.startswith("BudgetExceeded: online-sample budget exceeded")
+    assert rec.online_samples == budget.online_samples - budget.online_samples % 32 and rec.feedback_used == 0
 
 
 def test_missing_data_is_an_na_cell_with_a_reason(registered, home: Path, cache) -> None:
