@@ -516,9 +516,20 @@ class Budget:
     """A cell's budgets, set by the preset (and the condition, for feedback)."""
 
     steps: int
+    """Optimiser steps the algorithm may take."""
     batch_size: int
+    """Examples per step."""
     online_samples: int
+    """Samples the algorithm may draw from its policies during training."""
     feedback: int
+    """Oracle labels the feedback channel may give."""
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "online_samples", "feedback"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
 
 
 class BudgetExceeded(RuntimeError):

@@ -140,24 +140,46 @@ class PreparationCache:
     def path(self, domain_name: str, key: str) -> Path:
         return self.root / domain_name / f"{key}.pt"
 
-    def get_or_build(self, domain_name: str, key: str, build: Callable[[], dict]) -> tuple[dict, bool]:
-        """(state, built_now)."""
+    def get_or_build(self, domain_name: str, key: str, build: Callable[[], dict],
+                     validate: Callable[[dict], Any] | None = None) -> tuple[dict, bool]:
+        """(state, built_now). A cached file that does not load, or that ``validate`` rejects
+        (truncated, written by other code), is rebuilt; a cache that cannot be written is warned
+        about once and the built state used as it is."""
         path = self.path(domain_name, key)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise UserError(f"cannot create the cache directory {path.parent}: {e.strerror}; "
-                            "set PREFBENCH_CACHE to a writable directory") from None
-        if path.exists():
-            with contextlib.suppress(Exception):
-                return torch.load(path, weights_only=True), False
+                            "set PREFBENCH_CACHE (or --cache) to a writable directory") from None
+        state = self._load(path, validate)
+        if state is not None:
+            return state, False
         with _locked(path.with_suffix(".lock")):
-            if path.exists():  # another process built it while we waited
-                with contextlib.suppress(Exception):
-                    return torch.load(path, weights_only=True), False
+            state = self._load(path, validate)  # another process built it while we waited
+            if state is not None:
+                return state, False
             state = build()
             tmp = path.with_suffix(f".tmp{os.getpid()}")
-            torch.save(state, tmp)
-            os.replace(tmp, path)
+            try:
+                torch.save(state, tmp)
+                os.replace(tmp, path)
+            except OSError as e:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+                sys.stderr.write(f"warning: cannot write the preparation cache {path} ({e.strerror or e}); "
+                                 "continuing without it (the next run prepares the domain again)\n")
+                return state, True
             # prove that it loads the way it will be loaded next time
             return torch.load(path, weights_only=True), True
+
+    @staticmethod
+    def _load(path: Path, validate: Callable[[dict], Any] | None) -> dict | None:
+        if not path.exists():
+            return None
+        try:
+            state = torch.load(path, weights_only=True)
+            if validate is not None:
+                validate(state)
+            return state
+        except Exception:  # truncated, foreign or from other code: rebuilt
+            return None

@@ -83,6 +83,8 @@ def _open_store(path: Path | None, readonly: bool = False):
 @command("list")
 def list_cmd() -> None:
     """Domains, algorithms, presets and conditions."""
+    from rich.markup import escape
+
     from benchmark.conditions import CONDITIONS
     from benchmark.presets import PRESETS
     from benchmark.registry import ALGORITHMS, DOMAINS
@@ -95,7 +97,7 @@ def list_cmd() -> None:
             d = DOMAINS.get(name)
             t.add_row(name, d.description)
         except Exception as e:  # a broken third-party plugin must not hide the rest
-            t.add_row(name, f"[red]cannot load: {type(e).__name__}: {e}[/]")
+            t.add_row(name, f"[red]{escape(str(e))}[/]")
     console.print(t)
 
     t = Table(title="algorithms", title_justify="left")
@@ -107,7 +109,7 @@ def list_cmd() -> None:
             a = ALGORITHMS.get(name)
             t.add_row(name, ", ".join(sorted(a.requires)), a.paper)
         except Exception as e:
-            t.add_row(name, "", f"[red]cannot load: {type(e).__name__}: {e}[/]")
+            t.add_row(name, "", f"[red]{escape(str(e))}[/]")
     console.print(t)
 
     t = Table(title="presets", title_justify="left")
@@ -219,7 +221,8 @@ def run_cmd(
         t0 = time.perf_counter()
         prog = make_progress(console, quiet)
         with live(prog):
-            rec = run_cell(cell, store=st, cache=PreparationCache(cache), device=dev, progress=prog, force=force)
+            rec = run_cell(cell, store=st, cache=PreparationCache(cache), device=dev, progress=prog, force=force,
+                           notify=lambda msg: err_console.print(f"[yellow]{escape(msg)}[/]", highlight=False))
         console.print(f"wall time {time.perf_counter() - t0:.1f}s")
     _print_record(rec)
     if rec.status == "failed":
@@ -232,6 +235,8 @@ def export_cmd(
     domain: Annotated[str, typer.Option("--domain", "-d", help="Domain name (`bench list`).")],
     fmt: Annotated[str, typer.Option("--format", "-f", help="minari (D4RL-layout trajectories as Minari datasets)")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("data"),
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Write into a non-empty --out directory.")
+                         ] = False,
     preset: Annotated[str, typer.Option("--preset", "-p", help="smoke | quick | standard | full")] = "quick",
     domain_sets: Annotated[
         list[str] | None, typer.Option("--domain-set", help="Domain config override key=value.")] = None,
@@ -242,12 +247,13 @@ def export_cmd(
     import torch
 
     from benchmark.cache import PreparationCache
-    from benchmark.export import FORMATS, export
+    from benchmark.export import FORMATS, check_out_dir, export
     from benchmark.progress import live, make_progress
     from benchmark.runner import CellRequest, prepare_domain, resolve
 
     if fmt not in FORMATS:
         fail(f"--format {fmt}: unknown export format; valid formats are {', '.join(FORMATS)}")
+    check_out_dir(out, overwrite)
     cell = resolve(CellRequest("sft", domain, preset=preset, domain_sets=tuple(domain_sets or ())))
     prog = make_progress(console, quiet)
     with live(prog):
@@ -459,8 +465,13 @@ def grid_cmd(
 
         if not torch.cuda.is_available():
             fail(f"--device {dev}: no CUDA device is visible here; use --device cpu")
-    algo_names = ALGORITHMS.parse(algos)
-    domain_names = DOMAINS.parse(domains)
+    skipped: dict[str, str] = {}
+    algo_names = ALGORITHMS.parse(algos, skipped)
+    domain_names = DOMAINS.parse(domains, skipped)
+    for why in skipped.values():
+        err_console.print(f"[yellow]warning:[/] {escape(why)}; left out of the grid", highlight=False, soft_wrap=True)
+    if not algo_names or not domain_names:
+        fail("no algorithm or no domain of the grid can be loaded (see the warnings above)")
     cond_names = parse_conditions(conditions)
     seed_list = _parse_seeds(seeds)
     ex = get_executor(executor, workers)
@@ -508,7 +519,10 @@ def grid_cmd(
             counter["n"] += 1
             overall.advance()
             took = time.perf_counter() - starts.get(cell.run_id, t0)
-            console.print(_cell_line(rec, took, counter["n"], len(todo)), highlight=False)
+            line = _cell_line(rec, took, counter["n"], len(todo))
+            if cell.run_id not in starts:  # another process ran it while this grid waited
+                line += "  [dim](run by another process)[/]"
+            console.print(line, highlight=False)
             records.append(rec)
 
         run_grid(todo, st, ex, settings, progress=prog, on_start=on_start, on_result=on_result)

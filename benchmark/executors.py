@@ -3,8 +3,9 @@
 An :class:`Executor` takes resolved cells and yields each one's finished
 :class:`~benchmark.store.Record` as it completes. It never touches the store: the driver
 (:func:`run_grid`) alone writes it — a ``running`` row when a cell starts, the finished record
-when it comes back — so there is one writer and no lock fights, and a driver killed at any point
-leaves only cells that are visibly not done (``running``), which the next invocation redoes.
+when it comes back — so a grid has one writer, and a driver killed at any point leaves only cells
+that are visibly not done (``running``), which the next invocation redoes. Two drivers on one store
+never run the same cell: each claims its cells first and waits for those another one holds.
 
 - ``local`` (default): in this process, one cell after another, with the cell's own progress bars.
 - ``process``: a ``concurrent.futures.ProcessPoolExecutor``, one cell per task, crash-isolated.
@@ -36,7 +37,7 @@ from benchmark.cache import PreparationCache, hash_obj
 from benchmark.errors import UserError
 from benchmark.progress import Progress
 from benchmark.runner import Cell, execute_cell, new_record, prepare_domain
-from benchmark.store import Record, Store
+from benchmark.store import Record, Store, describe_owner
 
 
 @dataclass(frozen=True)
@@ -298,12 +299,41 @@ def run_grid(
 ) -> list[Record]:
     """Run ``cells`` on ``executor``; the only writer of ``store``. Returns the new records.
 
-    On ``KeyboardInterrupt`` or a ``UserError`` the cells in flight are marked failed
-    (``interrupted`` / the error) and the exception propagates; finished cells are already stored.
+    Cells are claimed first (one computation per cell): those another live process is running are
+    left to it, waited for after the rest, and their stored result reported (or run here if that
+    process ended without one). On ``KeyboardInterrupt`` or a ``UserError`` the cells in flight are
+    marked failed (``interrupted`` / the error) and the exception propagates; finished cells are
+    already stored.
     """
     progress = progress or Progress()
-    inflight: dict[str, Cell] = {}
+    busy = store.claim([c.run_id for c in cells])
+    mine = [c for c in cells if c.run_id not in busy]
+    if busy:
+        progress.note(f"{len(busy)} cell(s) are being run by other processes "
+                      f"({', '.join(sorted({describe_owner(o) for o in busy.values()}))}); waiting for them at the end")
     out: list[Record] = []
+    try:
+        _run_claimed_cells(mine, store, executor, settings, progress, on_start, on_result, out)
+        for cell in [c for c in cells if c.run_id in busy]:
+            while True:
+                rec = store.wait_for(cell.run_id)
+                if rec is not None and rec.status in ("done", "na"):
+                    out.append(rec)
+                    if on_result is not None:
+                        on_result(cell, rec)
+                    break
+                if not store.claim([cell.run_id]):  # it ended without a result: run it here
+                    _run_claimed_cells([cell], store, executor, settings, progress, on_start, on_result, out)
+                    break
+    finally:
+        store.release([c.run_id for c in mine])
+    return out
+
+
+def _run_claimed_cells(cells: Sequence[Cell], store: Store, executor: Executor, settings: Settings,
+                       progress: Progress, on_start: StartHook | None,
+                       on_result: Callable[[Cell, Record], None] | None, out: list[Record]) -> None:
+    inflight: dict[str, Cell] = {}
 
     def started(cell: Cell) -> None:
         store.put(new_record(cell, settings.device))
@@ -314,6 +344,7 @@ def run_grid(
     try:
         for cell, rec in executor.run(cells, settings, on_start=started, progress=progress):
             store.put(rec)
+            store.release([cell.run_id])
             inflight.pop(cell.run_id, None)
             out.append(rec)
             if on_result is not None:
@@ -323,7 +354,6 @@ def run_grid(
         for run_id in inflight:
             store.finish(run_id, status="failed", reason=reason)
         raise
-    return out
 
 
 __all__ = ["EXECUTORS", "Executor", "LocalExecutor", "ProcessExecutor", "Settings", "get_executor", "plan_grid",

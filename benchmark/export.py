@@ -98,6 +98,18 @@ def _remove_existing(root: Path, dataset_id: str) -> None:
         shutil.rmtree(path)
 
 
+def check_out_dir(out_dir: Path, overwrite: bool = False) -> None:
+    """Refuse a folder that holds anything but an earlier prefbench export (unless ``overwrite``):
+    an export must never mix its files into, or replace, someone else's."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out {out_dir}: is a file; choose a directory")
+    foreign = sorted(p.name for p in out_dir.iterdir() if p.name != "prefbench") if out_dir.is_dir() else []
+    if foreign and not overwrite:
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise UserError(f"--out {out_dir}: is not empty ({shown}); "
+                        "choose an empty or new directory, or pass --overwrite to write into it anyway")
+
+
 def export(domain: Domain, fmt: str, out_dir: Path) -> list[str]:
     """Export ``domain``'s offline data in ``fmt``; returns what was written."""
     if fmt not in FORMATS:

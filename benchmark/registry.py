@@ -108,21 +108,37 @@ class Registry(Generic[T]):
             raise UserError(f"unknown {self.kind} {name!r}: {did_you_mean(name, valid)}valid {self.kind}s are "
                             f"{', '.join(valid)}")
         module, _, attr = self._lazy[name].partition(":")
-        obj: Any = importlib.import_module(module)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
+        try:
+            obj: Any = importlib.import_module(module)
+            for part in attr.split("."):
+                obj = getattr(obj, part)
+        except Exception as e:  # a broken plugin: one line, and the others still work
+            raise UserError(f"{self.kind} {name!r} cannot be loaded from {self._lazy[name]} ({type(e).__name__}: "
+                            f"{e}); reinstall or fix the package that provides it (the others still run)") from None
         self._check(name, obj)
         self._loaded[name] = obj
         return obj
 
-    def parse(self, spec: str) -> list[str]:
-        """``"all"`` or a comma-separated list, each name checked."""
-        names = self.names() if spec.strip() == "all" else [s.strip() for s in spec.split(",") if s.strip()]
+    def parse(self, spec: str, skipped: dict[str, str] | None = None) -> list[str]:
+        """``"all"`` or a comma-separated list, each name checked. Under ``"all"`` an entry that
+        cannot be loaded (a broken plugin) is left out and its error put in ``skipped``; a name
+        given explicitly must load."""
+        everything = spec.strip() == "all"
+        names = self.names() if everything else [s.strip() for s in spec.split(",") if s.strip()]
         if not names:
             raise UserError(f"no {self.kind} given: pass a comma-separated list or 'all'")
+        ok = []
         for n in names:
-            self.get(n)
-        return names
+            try:
+                self.get(n)
+            except UserError as e:
+                if not everything:
+                    raise
+                if skipped is not None:
+                    skipped[n] = str(e)
+                continue
+            ok.append(n)
+        return ok
 
 
 DOMAINS: Registry[Any] = Registry("domain", "prefbench.domains", _BUILTIN_DOMAINS, base="benchmark.domain:Domain")

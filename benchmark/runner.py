@@ -9,12 +9,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import platform
 import random
 import time
 import traceback
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +36,7 @@ from benchmark.presets import DEFAULT_PRESET, check_preset
 from benchmark.progress import Progress
 from benchmark.registry import ALGORITHMS, DOMAINS, get_condition
 from benchmark.seal import CountingJudge, SampleMeter, SealedCall, SealedFeedback, release, seal
-from benchmark.store import Record, Store
+from benchmark.store import Record, Store, describe_owner
 
 # ---------------------------------------------------------------------------------------------
 # Resolving a request
@@ -95,7 +97,10 @@ def _coerce(name: str, raw: str, typ: Any, owner: str, flag: str = "--set") -> A
         if typ is int:
             return int(raw)
         if typ is float:
-            return float(raw)
+            value = float(raw)
+            if not math.isfinite(value):
+                raise UserError(f"{flag} {name}={raw}: {owner} {name} must be a finite number")
+            return value
         if typ is str:
             return raw
         if origin is typing.Literal:
@@ -206,7 +211,12 @@ def prepare_domain(domain_cls: type[Domain], cfg: Any, cache: PreparationCache, 
         domain.load(state)
         return {"domain": state, "reference_eval": reference_statistics(domain, progress)}
 
-    state, built = cache.get_or_build(domain_cls.name, key, build)
+    def usable(state: dict) -> None:  # a cache file from other code fails here and is rebuilt
+        domain.load(state["domain"])
+        if "splits" not in state["reference_eval"]:
+            raise KeyError("reference_eval.splits")
+
+    state, built = cache.get_or_build(domain_cls.name, key, build, validate=usable)
     domain.load(state["domain"])
     _LOADED.clear()  # keep one prepared domain in memory (they can be large)
     _LOADED[memo] = (domain, state["reference_eval"])
@@ -430,16 +440,38 @@ def execute_cell(
 def run_cell(
     cell: Cell, *, store: Store, cache: PreparationCache | None = None, device: str | torch.device = "cpu",
     progress: Progress | None = None, force: bool = False, home: Path | None = None,
+    notify: Callable[[str], None] | None = None,
 ) -> Record:
     """Run one cell and store it (or return its stored record when done/n/a and not forced).
 
-    The store gets a ``running`` row first, so a process killed mid-cell leaves a cell that is
-    visibly not done and is redone next time; the finished record replaces it.
+    The cell is claimed first (one computation per cell): when another live process is running
+    it, ``notify`` is told and this one waits and returns that result instead of training again.
+    The store gets a ``running`` row, so a process killed mid-cell leaves a cell that is visibly
+    not done (its claim dies with it) and is redone next time; the finished record replaces it.
     """
     home = Path(home) if home is not None else store.path.parent
-    existing = store.get(cell.run_id)
-    if existing is not None and existing.status in ("done", "na") and not force:
-        return existing
+    while True:
+        existing = store.get(cell.run_id)
+        if existing is not None and existing.status in ("done", "na") and not force:
+            return existing
+        busy = store.claim([cell.run_id])
+        if not busy:
+            break
+        if notify is not None:
+            notify(f"cell {cell.run_id} is being run by another process ({describe_owner(busy[cell.run_id])}); "
+                   "waiting for its result instead of training it twice")
+        done = store.wait_for(cell.run_id)
+        if done is not None and done.status in ("done", "na"):
+            return done
+        # the other process ended without a result (failed, killed): claim it again and run it here
+    try:
+        return _run_claimed(cell, store, cache, device, progress, home)
+    finally:
+        store.release([cell.run_id])
+
+
+def _run_claimed(cell: Cell, store: Store, cache: PreparationCache | None, device: str | torch.device,
+                 progress: Progress | None, home: Path) -> Record:
     rec = new_record(cell, device)
     store.put(rec)
     try:

@@ -3,16 +3,40 @@
 A cell's identity (its ``run_id``) is a hash of (algorithm, domain, condition, preset, seed and
 the full resolved config). A finished cell is not run again unless forced; a cell killed while
 running stays ``running`` (never ``done``) and is redone by the next invocation. Every write is a
-transaction. Only one process writes (the driver), so there are no lock fights.
+transaction.
+
+Faults a long benchmark meets on shared machines end in one line that names the fix, never a
+traceback and never a lost result (docs/design.md, "Faults"):
+
+- a file that is not a prefbench store (garbage, another tool's database) is refused, never
+  written into; a store from a newer schema is refused with both version numbers, an older one is
+  migrated in place (:data:`MIGRATIONS`);
+- a store locked by another writer is waited for ``$PREFBENCH_STORE_TIMEOUT`` seconds (60), then
+  refused; a read-only store can still be read;
+- a finished record that cannot be written (disk full, lock held too long) is spilled as JSON to
+  ``<store dir>/unsaved/`` (or the temp directory when that fails too) and ingested by the next
+  process that opens the store for writing;
+- **one computation per cell**: a process *claims* a cell before running it (table ``claims``).
+  A claim is live while its owner process is: each owner holds an exclusive ``flock`` on its own
+  file under ``<store dir>/.owners/`` for as long as it lives, so a crashed owner's claim (and its
+  ``running`` row) is recognised as stale at once. Claims from another host count as live for
+  :data:`FOREIGN_CLAIM_TTL_S`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import errno
+import fcntl
 import json
 import os
+import platform
 import sqlite3
+import tempfile
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,9 +44,13 @@ from typing import Any
 from benchmark.cache import default_home, json_default
 from benchmark.errors import UserError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""1: cells and meta. 2: adds ``claims`` (one computation per cell) and ``meta.application``."""
+APPLICATION = "prefbench"
+FOREIGN_CLAIM_TTL_S = 24 * 3600.0
+"""How long a claim by a process on another host counts as live (its liveness cannot be checked)."""
 
-_SCHEMA = """
+_CELLS = """
 CREATE TABLE IF NOT EXISTS cells (
     run_id        TEXT PRIMARY KEY,
     algo          TEXT NOT NULL,
@@ -51,6 +79,11 @@ CREATE TABLE IF NOT EXISTS cells (
 CREATE INDEX IF NOT EXISTS cells_by_key ON cells (domain, algo, condition, preset, seed);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+_CLAIMS = """
+CREATE TABLE IF NOT EXISTS claims (run_id TEXT PRIMARY KEY, owner TEXT NOT NULL, claimed_at REAL NOT NULL);
+"""
+MIGRATIONS = {1: _CLAIMS}
+"""``{version: SQL}`` that takes a store from ``version`` to ``version + 1`` (run in one transaction)."""
 
 
 @dataclass
@@ -105,35 +138,113 @@ def default_store_path() -> Path:
     return default_home() / "prefbench.sqlite"
 
 
+def store_timeout() -> float:
+    """Seconds to wait for another writer's lock: ``$PREFBENCH_STORE_TIMEOUT`` (60)."""
+    try:
+        return max(0.0, float(os.environ.get("PREFBENCH_STORE_TIMEOUT", "60")))
+    except ValueError:
+        raise UserError(f"PREFBENCH_STORE_TIMEOUT={os.environ['PREFBENCH_STORE_TIMEOUT']!r}: give seconds, "
+                        "e.g. 60") from None
+
+
+def explain(e: BaseException, path: Path, doing: str) -> str:
+    """One line for a SQLite or OS fault on the store at ``path``: what happened and the fix."""
+    msg = str(e).lower()
+    aside = f"move it aside (mv {path} {path}.bad) or pass --store PATH"
+    if (isinstance(e, OSError) and e.errno == errno.ENOSPC) or "disk is full" in msg:
+        return f"cannot {doing} the store at {path}: the disk is full; free some space and run the command again"
+    if "locked" in msg or "busy" in msg:
+        return (f"cannot {doing} the store at {path}: another process has held its lock for more than "
+                f"{store_timeout():.0f}s; wait for it to finish, raise PREFBENCH_STORE_TIMEOUT, or pass --store PATH")
+    if "readonly" in msg or "read-only" in msg:
+        return (f"cannot {doing} the store at {path}: it is read-only; make it writable or pass --store PATH "
+                "(reading it, e.g. `bench runs`, still works)")
+    if "not a database" in msg or "malformed" in msg or "encrypted" in msg:
+        return f"{path} is not a readable prefbench store ({e}); {aside}"
+    strerror = getattr(e, "strerror", None) or str(e)
+    return (f"cannot {doing} the store at {path}: {strerror}; pass --store PATH or set PREFBENCH_HOME to a "
+            "writable directory")
+
+
 class Store:
-    """SQLite store of cells. ``Store(path)`` creates the file and schema if needed."""
+    """SQLite store of cells. ``Store(path)`` creates the file and schema if needed, migrates an
+    older schema and refuses anything that is not a prefbench store."""
 
     def __init__(self, path: Path | str | None = None, *, readonly: bool = False):
         self.path = Path(path) if path is not None else default_store_path()
-        if readonly:
-            if not self.path.exists():
-                raise UserError(f"no store at {self.path}: run `bench run ...` first, or pass --store PATH")
-            uri = f"file:{self.path.resolve()}?mode=ro"
-            self._conn = sqlite3.connect(uri, uri=True, timeout=30)
-        else:
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                if not os.access(self.path.parent, os.W_OK):
-                    raise PermissionError(13, "Permission denied")
-                self._conn = sqlite3.connect(self.path, timeout=30)
-                self._conn.execute("PRAGMA journal_mode=WAL")
-                self._conn.executescript(_SCHEMA)
-                self._conn.execute(
-                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-                )
-                self._conn.commit()
-            except (OSError, sqlite3.OperationalError) as e:
-                msg = getattr(e, "strerror", None) or str(e)
-                raise UserError(
-                    f"cannot write the store at {self.path}: {msg}; pass --store PATH or set PREFBENCH_HOME "
-                    "to a writable directory"
-                ) from None
-        self._conn.row_factory = sqlite3.Row
+        self.readonly = readonly
+        if readonly and not self.path.exists():
+            raise UserError(f"no store at {self.path}: run `bench run ...` first, or pass --store PATH")
+        try:
+            self._conn = self._connect()
+            self._conn.row_factory = sqlite3.Row
+            version = self._identify()
+            if not readonly:
+                self._conn.execute("PRAGMA journal_mode=WAL")  # only once it is known to be ours
+                self._create_or_migrate(version)
+        except (OSError, sqlite3.Error) as e:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            raise UserError(explain(e, self.path, "read" if readonly else "write")) from None
+        if not readonly:
+            self._ingest_unsaved()
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.readonly:
+            return sqlite3.connect(f"file:{self.path.resolve()}?mode=ro", uri=True, timeout=store_timeout())
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not os.access(self.path.parent, os.W_OK):
+            raise PermissionError(13, "Permission denied")
+        return sqlite3.connect(self.path, timeout=store_timeout())
+
+    def _identify(self) -> int | None:
+        """The store's schema version (None: an empty file, a new store). Refuses another tool's
+        database and a newer schema."""
+        tables = {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not tables:
+            return None
+        meta = dict(self._conn.execute("SELECT key, value FROM meta").fetchall()) if "meta" in tables else {}
+        if "cells" not in tables or "schema_version" not in meta or meta.get("application", APPLICATION) != APPLICATION:
+            raise UserError(f"{self.path} is an SQLite database but not a prefbench store (tables: "
+                            f"{', '.join(sorted(tables))}); pass --store PATH to a new or prefbench file")
+        version = int(meta["schema_version"])
+        if version > SCHEMA_VERSION:
+            raise UserError(f"the store at {self.path} has schema version {version}, written by a newer prefbench; "
+                            f"this one reads versions up to {SCHEMA_VERSION}: upgrade prefbench "
+                            "(git pull && pip install -e .) or pass --store PATH")
+        return version
+
+    def _create_or_migrate(self, version: int | None) -> None:
+        with self._tx():
+            steps = [_CELLS + _CLAIMS] if version is None else [MIGRATIONS[v] for v in range(version, SCHEMA_VERSION)]
+            for ddl in steps:
+                for statement in filter(str.strip, ddl.split(";")):
+                    self._conn.execute(statement)
+            self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
+                               (str(SCHEMA_VERSION),))
+            self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('application', ?)", (APPLICATION,))
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken at once (``BEGIN IMMEDIATE``) so that it waits for another
+        writer's lock rather than failing half-way."""
+        conn = self._conn
+        if not conn.in_transaction:
+            conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
+
+    @contextlib.contextmanager
+    def _writing(self, doing: str = "write") -> Iterator[sqlite3.Connection]:
+        try:
+            with self._tx() as conn:
+                yield conn
+        except (OSError, sqlite3.Error) as e:
+            raise UserError(explain(e, self.path, doing)) from None
 
     def close(self) -> None:
         self._conn.close()
@@ -144,11 +255,14 @@ class Store:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
+    def schema_version(self) -> int:
+        return int(self._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0])
+
     # -- writes ----------------------------------------------------------------------------
     def start(self, *, run_id: str, algo: str, domain: str, condition: str, preset: str, seed: int,
               config_hash: str, config: dict, code_version: str, packages: dict, env: dict) -> None:
-        with self._conn:
-            self._conn.execute(
+        with self._writing() as conn:
+            conn.execute(
                 """INSERT OR REPLACE INTO cells (run_id, algo, domain, condition, preset, seed, config_hash,
                    config_json, code_version, packages_json, env_json, status, started_at)
                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?)""",
@@ -161,8 +275,8 @@ class Store:
                feedback_used: int | None = None, online_samples: int | None = None,
                train_steps: int | None = None) -> None:
         now = time.time()
-        with self._conn:
-            cur = self._conn.execute(
+        with self._writing() as conn:
+            cur = conn.execute(
                 """UPDATE cells SET status=?, reason=?, metrics_json=?, curves_json=?, timings_json=?,
                    artifacts_json=?, feedback_used=?, online_samples=?, train_steps=?, finished_at=?,
                    wall_s=? - started_at WHERE run_id=?""",
@@ -173,22 +287,100 @@ class Store:
                 raise KeyError(f"no running cell {run_id} in {self.path}")
 
     def put(self, record: Record) -> None:
-        """Write a whole record (used by executors that ran the cell elsewhere)."""
-        with self._conn:
-            self._conn.execute(
-                """INSERT OR REPLACE INTO cells VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
-                   ?, ?, ?, ?, ?)""",
-                (record.run_id, record.algo, record.domain, record.condition, record.preset, record.seed,
-                 record.config_hash, _dumps(record.config), record.code_version, _dumps(record.packages),
-                 _dumps(record.env), record.status, record.reason, _dumps(record.metrics),
-                 _dumps(record.curves), _dumps(record.timings), _dumps(record.artifacts),
-                 record.feedback_used, record.online_samples, record.train_steps, record.started_at,
-                 record.finished_at, record.wall_s),
-            )
+        """Write a whole record. A finished one that cannot be written (disk full, lock held too
+        long) is spilled to ``unsaved/`` first, so that it is never lost, then the error raised."""
+        try:
+            with self._writing() as conn:
+                conn.execute(
+                    """INSERT OR REPLACE INTO cells VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
+                       ?, ?, ?, ?, ?)""",
+                    (record.run_id, record.algo, record.domain, record.condition, record.preset, record.seed,
+                     record.config_hash, _dumps(record.config), record.code_version, _dumps(record.packages),
+                     _dumps(record.env), record.status, record.reason, _dumps(record.metrics),
+                     _dumps(record.curves), _dumps(record.timings), _dumps(record.artifacts),
+                     record.feedback_used, record.online_samples, record.train_steps, record.started_at,
+                     record.finished_at, record.wall_s),
+                )
+        except UserError as e:
+            if record.status == "running":
+                raise
+            where = self._spill(record)
+            raise UserError(f"{e}. The finished cell {record.run_id} was saved to {where} and goes into the "
+                            "store the next time it is opened for writing") from None
 
     def delete(self, run_id: str) -> None:
-        with self._conn:
-            self._conn.execute("DELETE FROM cells WHERE run_id=?", (run_id,))
+        with self._writing() as conn:
+            conn.execute("DELETE FROM cells WHERE run_id=?", (run_id,))
+
+    def _unsaved_dir(self) -> Path:
+        return self.path.parent / "unsaved"
+
+    def _spill(self, record: Record) -> Path:
+        text = _dumps({"store": str(self.path.resolve()), "record": dataclasses.asdict(record)})
+        for folder in (self._unsaved_dir(), Path(tempfile.gettempdir()) / "prefbench-unsaved"):
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                path = folder / f"{record.run_id}.json"
+                tmp = path.with_suffix(f".tmp{os.getpid()}")
+                tmp.write_text(text)
+                os.replace(tmp, path)
+                return path
+            except OSError:
+                continue
+        raise UserError(f"cannot save the finished cell {record.run_id} anywhere (the store and the temp directory "
+                        "are not writable)")
+
+    def _ingest_unsaved(self) -> None:
+        """Records spilled by an earlier process (here or in the temp directory) go into the store."""
+        folders = [self._unsaved_dir(), Path(tempfile.gettempdir()) / "prefbench-unsaved"]
+        for path in sorted(p for f in folders if f.is_dir() for p in f.glob("*.json")):
+            try:
+                spilled = json.loads(path.read_text())
+                if spilled["store"] != str(self.path.resolve()):
+                    continue  # another store's
+                rec = Record(**spilled["record"])
+            except (OSError, ValueError, TypeError, KeyError):
+                continue  # a partial or foreign file: leave it for a person to look at
+            mine = self.get(rec.run_id)
+            if mine is None or mine.status == "running" or (mine.finished_at or 0) <= (rec.finished_at or 0):
+                self.put(rec)
+            path.unlink(missing_ok=True)
+
+    # -- claims: one computation per cell ------------------------------------------------------
+    def claim(self, run_ids: Iterable[str]) -> dict[str, str]:
+        """Claim cells for this process, in one transaction. Returns ``{run_id: owner}`` for the
+        cells another live process holds (not claimed); stale claims are taken over."""
+        me = _owner_token(self.path.parent)
+        busy: dict[str, str] = {}
+        with self._writing("claim cells in") as conn:
+            for run_id in run_ids:
+                row = conn.execute("SELECT owner, claimed_at FROM claims WHERE run_id=?", (run_id,)).fetchone()
+                if row is not None and row["owner"] != me and _owner_alive(self.path.parent, row["owner"],
+                                                                           row["claimed_at"]):
+                    busy[run_id] = row["owner"]
+                    continue
+                conn.execute("INSERT OR REPLACE INTO claims (run_id, owner, claimed_at) VALUES (?, ?, ?)",
+                             (run_id, me, time.time()))
+        return busy
+
+    def release(self, run_ids: Iterable[str]) -> None:
+        """Give up this process's claims (the cells' rows say how they ended)."""
+        me = _owner_token(self.path.parent)
+        with self._writing("release cells in") as conn:
+            conn.executemany("DELETE FROM claims WHERE run_id=? AND owner=?", [(r, me) for r in run_ids])
+
+    def holder(self, run_id: str) -> str | None:
+        """The live process (other than this one) that holds the cell, or None."""
+        row = self._conn.execute("SELECT owner, claimed_at FROM claims WHERE run_id=?", (run_id,)).fetchone()
+        if row is None or row["owner"] == _owner_token(self.path.parent):
+            return None
+        return row["owner"] if _owner_alive(self.path.parent, row["owner"], row["claimed_at"]) else None
+
+    def wait_for(self, run_id: str, poll_s: float = 1.0) -> Record | None:
+        """Block while another live process holds the cell; then its stored record (or None)."""
+        while self.holder(run_id) is not None:
+            time.sleep(poll_s)
+        return self.get(run_id)
 
     # -- reads -----------------------------------------------------------------------------
     def get(self, run_id: str) -> Record | None:
@@ -197,6 +389,8 @@ class Store:
 
     def find(self, prefix: str) -> Record:
         """A record by run id or unique run-id prefix."""
+        if not prefix.strip():
+            raise UserError("give a run id (or a unique prefix of one): `bench runs` lists the stored runs")
         rows = self._conn.execute(
             "SELECT * FROM cells WHERE run_id LIKE ? ORDER BY run_id", (prefix.replace("%", "") + "%",)
         ).fetchall()
@@ -224,3 +418,53 @@ class Store:
     def status_of(self, run_id: str) -> str | None:
         row = self._conn.execute("SELECT status FROM cells WHERE run_id=?", (run_id,)).fetchone()
         return row["status"] if row else None
+
+
+# -- owners: a process is alive while it holds the flock on its own file -------------------------
+_OWNERS: dict[str, tuple[str, Any]] = {}
+
+
+def _owner_file(folder: Path, token: str) -> Path:
+    return folder / ".owners" / f"{token.rsplit(' ', 1)[-1]}.lock"
+
+
+def _owner_token(folder: Path) -> str:
+    """This process's owner token for stores in ``folder`` (created, and its flock taken, once)."""
+    key = str(folder.resolve())
+    entry = _OWNERS.get(key)
+    if entry is not None and entry[1] is not None and entry[0].split(" ")[1] == str(os.getpid()):
+        return entry[0]
+    token = f"{platform.node()} {os.getpid()} {uuid.uuid4().hex[:12]}"
+    path = _owner_file(folder, token)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fh = open(path, "w")  # noqa: SIM115 - held open for the life of the process: that is the liveness
+    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    fh.write(token + "\n")
+    fh.flush()
+    _OWNERS[key] = (token, fh)
+    return token
+
+
+def _owner_alive(folder: Path, owner: str, claimed_at: float) -> bool:
+    host = owner.split(" ")[0]
+    if host != platform.node():
+        return time.time() - claimed_at < FOREIGN_CLAIM_TTL_S
+    path = _owner_file(folder, owner)
+    try:
+        fh = open(path)  # noqa: SIM115
+    except OSError:
+        return False  # its file is gone: the owner is
+    with fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    with contextlib.suppress(OSError):
+        path.unlink()
+    return False
+
+
+def describe_owner(owner: str) -> str:
+    parts = owner.split(" ")
+    return f"pid {parts[1]} on {parts[0]}" if len(parts) == 3 else owner

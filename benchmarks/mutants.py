@@ -156,8 +156,8 @@ MUTANTS = [
     m(
         "dpo: loss of −h",
         "baselines/dpo.py",
-        "loss = dpo_loss(h, cfg.beta, cfg.label_smoothing)",
-        "loss = dpo_loss(-h, cfg.beta, cfg.label_smoothing)",
+        "return dpo_loss(h, cfg.beta, cfg.label_smoothing)",
+        "return dpo_loss(-h, cfg.beta, cfg.label_smoothing)",
     ),
     m(
         "kto: reference point from swapped log-probs",

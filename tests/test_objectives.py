@@ -17,6 +17,12 @@ def test_margin() -> None:
     assert O.logratio_margin(PI_W, PI_L, REF_W, REF_L).item() == pytest.approx(1.5)
 
 
+def test_implicit_reward_golden() -> None:
+    """r = β (log π − log π_ref): higher where the policy raised the sample's likelihood."""
+    r = O.implicit_reward(torch.tensor([-1.0, -3.0]), torch.tensor([-2.0, -2.0]), 0.5)
+    assert torch.allclose(r, torch.tensor([0.5, -0.5]))
+
+
 def test_dpo_sigmoid_golden() -> None:
     h = O.logratio_margin(PI_W, PI_L, REF_W, REF_L)
     assert O.dpo_loss(h, 0.1).item() == pytest.approx(0.620957, abs=1e-6)
