@@ -225,8 +225,8 @@ MUTANTS = [
     m(
         "feedback: budget check ignores the request",
         FEED,
-        "if self.used + n > self.budget:",
-        "if self.used > self.budget:",
+        "if self._used + n > self._budget:",
+        "if self._used > self._budget:",
     ),
     m(
         "feedback: ranks ascending",

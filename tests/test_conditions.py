@@ -80,6 +80,11 @@ def test_pairs_have_two_distinct_sides_and_honest_statistics(name: str, cache) -
     _, _, dstats = make_instance(d, CONDITIONS["default"], cell.budget, 0, torch.device("cpu"))
     assert fstats["data/label_accuracy"] == pytest.approx(1 - dstats["data/label_accuracy"])
     assert (flipped.offline.singles.label == 1 - _inst_for(d, cell.budget).offline.singles.label).all()
+    demos, flipped_demos = _inst_for(d, cell.budget).offline.demos, flipped.offline.demos
+    if len(demos):  # label-flipped data demonstrate the worst samples, as many
+        assert len(flipped_demos) == len(demos)
+        gold = d.oracle.gold(demos.contexts, demos.samples).mean()
+        assert d.oracle.gold(flipped_demos.contexts, flipped_demos.samples).mean() < gold
 
 
 def _inst_for(d, budget):
