@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-GRID = ["grid", "-a", "reference,sft,dpo,ipo,kto", "-d", "text,robot", "-p", "smoke", "--seeds", "6", "-q"]
+GRID = ["grid", "-a", "reference,sft,dpo,ipo,kto", "-d", "text,robot", "-p", "smoke", "--seeds", "30", "-q"]
 
 
 def done_cells(db: Path) -> dict[str, float]:
@@ -59,7 +59,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--kills", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0, help="seed of the random kill moments")
-    ap.add_argument("--max-delay", type=float, default=12.0, help="kill moments are uniform in [0.5, this] s")
+    ap.add_argument("--max-delay", type=float, default=30.0, help="kill moments are uniform in [0.5, this] s")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = ap.parse_args()
     rng = random.Random(args.seed)

@@ -282,7 +282,7 @@ def run_tests(repo: Path, tests: list[str], cache: Path, timeout: float) -> tupl
     t0 = time.perf_counter()
     try:
         out = subprocess.run(
-            [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *existing],
+            [sys.executable, "-m", "pytest", "-x", "-q", "-rfE", "-p", "no:cacheprovider", *existing],
             cwd=repo,
             env=env,
             capture_output=True,
@@ -291,7 +291,7 @@ def run_tests(repo: Path, tests: list[str], cache: Path, timeout: float) -> tupl
         )
     except subprocess.TimeoutExpired:
         return False, "timeout", time.perf_counter() - t0
-    lines = [ln for ln in out.stdout.splitlines() if ln.startswith(("FAILED", "ERROR"))]
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith(("FAILED ", "ERROR "))]
     return (
         out.returncode == 0,
         (lines[0] if lines else out.stdout.strip().splitlines()[-1:] or [""])[0][:200],
