@@ -59,6 +59,31 @@ def implicit_reward(pi: Tensor, ref: Tensor, beta: float) -> Tensor:
     return beta * (pi - ref)
 
 
+# -- CPL ----------------------------------------------------------------------------------------
+
+
+def cpl_loss(adv_w: Tensor, adv_l: Tensor, bias: float) -> Tensor:
+    """CPL's biased BCE (Hejna et al. 2024) for a preferred segment: −log σ(A_w − λ A_l), with
+    A = α Σ_t log π(a_t|s_t) and λ = ``bias`` ∈ (0, 1] the conservative ("contrastive") bias;
+    λ = 1 is the unbiased regret-preference likelihood."""
+    return -F.logsigmoid(adv_w - bias * adv_l)
+
+
+# -- DRO ----------------------------------------------------------------------------------------
+
+
+def dro_policy_loss(rho: Tensor, reward: Tensor, value: Tensor, tau: float) -> Tensor:
+    """DRO-V's policy loss (Richemond et al. 2024): −ρ·(r − V(x)) + (τ/2) ρ², the advantage r − V
+    held fixed (∇ρ = ∇ log π, so the first term is the policy gradient −∇log π·(r − V)). Its
+    gradient is 1/τ times the θ-gradient of the joint objective ½ (r − V(x) − τ ρ)²."""
+    return -rho * (reward - value).detach() + 0.5 * tau * rho**2
+
+
+def dro_value_loss(value: Tensor, rho: Tensor, reward: Tensor, tau: float) -> Tensor:
+    """DRO's value regression: ½ (r − V(x) − τ ρ)², with ρ held fixed (V → τ log Z(x) at the optimum)."""
+    return 0.5 * (reward - value - tau * rho.detach()) ** 2
+
+
 # -- KTO ---------------------------------------------------------------------------------------
 
 

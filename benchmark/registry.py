@@ -31,6 +31,8 @@ _BUILTIN_ALGORITHMS = {
     "reference": "baselines.reference:Reference",
     "rlhf": "baselines.rlhf:RLHF",
     "iql": "baselines.iql:IQL",
+    "cpl": "baselines.cpl:CPL",
+    "dro": "baselines.dro:DRO",
 }
 
 

@@ -23,6 +23,30 @@ def test_implicit_reward_golden() -> None:
     assert torch.allclose(r, torch.tensor([0.5, -0.5]))
 
 
+def test_cpl_golden() -> None:
+    """−log σ(A_w − λ A_l), by hand: A_w = −1, A_l = −3, λ = 0.5 → −log σ(0.5)."""
+    loss = O.cpl_loss(torch.tensor([-1.0]), torch.tensor([-3.0]), 0.5)
+    assert loss.item() == pytest.approx(-math.log(1 / (1 + math.exp(-0.5))), abs=1e-6)
+    # λ = 1 is DPO's form without a reference: only the difference matters
+    assert O.cpl_loss(torch.tensor([2.0]), torch.tensor([1.0]), 1.0).item() == pytest.approx(
+        O.cpl_loss(torch.tensor([-1.0]), torch.tensor([-2.0]), 1.0).item())
+
+
+def test_dro_golden_and_gradient_of_the_joint_objective() -> None:
+    """Value: ½(r − V − τρ)² = ½(1 − 0.25 − 2·0.5)² = 0.03125. Policy: −ρ(r − V) + (τ/2)ρ² has
+    1/τ times the ρ-gradient of the joint objective ½(r − V − τρ)²."""
+    r, v, tau = torch.tensor([1.0]), torch.tensor([0.25]), 2.0
+    rho = torch.tensor([0.5], requires_grad=True)
+    assert O.dro_value_loss(v, rho, r, tau).item() == pytest.approx(0.03125)
+    (g_policy,) = torch.autograd.grad(O.dro_policy_loss(rho, r, v, tau).sum(), rho)
+    (g_joint,) = torch.autograd.grad((0.5 * (r - v - tau * rho) ** 2).sum(), rho)
+    assert g_policy.item() == pytest.approx(g_joint.item() / tau)
+    assert g_policy.item() == pytest.approx(-(1.0 - 0.25) + tau * 0.5)
+    vv = torch.tensor([0.25], requires_grad=True)  # the value loss moves V only, toward r − τρ
+    (g_v,) = torch.autograd.grad(O.dro_value_loss(vv, rho, r, tau).sum(), vv)
+    assert g_v.item() == pytest.approx(-(1.0 - 0.25 - tau * 0.5))
+
+
 def test_dpo_sigmoid_golden() -> None:
     h = O.logratio_margin(PI_W, PI_L, REF_W, REF_L)
     assert O.dpo_loss(h, 0.1).item() == pytest.approx(0.620957, abs=1e-6)
