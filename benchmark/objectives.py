@@ -59,6 +59,38 @@ def implicit_reward(pi: Tensor, ref: Tensor, beta: float) -> Tensor:
     return beta * (pi - ref)
 
 
+# -- GDPO (GFlowNet balance) --------------------------------------------------------------------
+
+
+def gflownet_balance_loss(log_flow: Tensor, logp: Tensor, logp_ref: Tensor, log_reward: Tensor, mask: Tensor,
+                          subtb_lambda: float | None = None) -> Tensor:
+    """GFlowNet balance of one trajectory per row (GDPO, Kwon et al. 2024), target π ∝ π_ref·R̃.
+
+    Forward-looking flows F(s_t) = exp(φ_t)·π_ref(a_{<t}|s_0) (P_B = 1 on a tree), so the per-step
+    detailed-balance residual, with the terminal flow fixed to the label's log-reward log R̃(y), is
+
+        δ_t = φ_t + log π_θ(a_t|s_t) − log π_ref(a_t|s_t) − φ_{t+1},   φ_L := log R̃(y)
+
+    (L = the row's valid steps; ``mask`` is a prefix mask). ``subtb_lambda=None``: detailed balance
+    Σ_t δ_t². Otherwise sub-trajectory balance (Madan et al. 2023) over all 0 ≤ i < j ≤ L:
+    Σ λ^{j−i} (Σ_{i≤t<j} δ_t)² / Σ λ^{j−i}. Tensors ``[B, T]``, ``log_reward [B]``; returns ``[B]``.
+    """
+    valid = mask.bool()
+    nxt = torch.cat([valid[:, 1:], torch.zeros_like(valid[:, :1])], dim=1) & valid
+    shifted = torch.cat([log_flow[:, 1:], log_flow[:, -1:]], dim=1)
+    next_flow = torch.where(nxt, shifted, log_reward[:, None].to(log_flow.dtype))
+    delta = (log_flow + logp - logp_ref - next_flow) * valid.to(logp.dtype)
+    if subtb_lambda is None:
+        return (delta**2).sum(-1)
+    cum = torch.cat([torch.zeros_like(delta[:, :1]), delta.cumsum(-1)], dim=1)  # C_k = Σ_{t<k} δ_t
+    diff = cum[:, None, :] - cum[:, :, None]  # [B, i, j] = C_j − C_i
+    k = torch.arange(cum.shape[1], device=cum.device)
+    length = (k[None, :] - k[:, None]).to(cum.dtype)
+    end_ok = torch.cat([torch.ones_like(valid[:, :1]), valid], dim=1)  # node j exists iff j ≤ L
+    w = torch.where(length > 0, subtb_lambda**length.clamp(min=0), torch.zeros_like(length))[None] * end_ok[:, None, :]
+    return (w * diff**2).sum((1, 2)) / w.sum((1, 2))
+
+
 # -- CPL ----------------------------------------------------------------------------------------
 
 
@@ -67,6 +99,32 @@ def cpl_loss(adv_w: Tensor, adv_l: Tensor, bias: float) -> Tensor:
     A = α Σ_t log π(a_t|s_t) and λ = ``bias`` ∈ (0, 1] the conservative ("contrastive") bias;
     λ = 1 is the unbiased regret-preference likelihood."""
     return -F.logsigmoid(adv_w - bias * adv_l)
+
+
+# -- SeRA ---------------------------------------------------------------------------------------
+
+
+def implicit_reward_margin(pi_w: Tensor, pi_l: Tensor, ref_w: Tensor, ref_l: Tensor, beta: float) -> Tensor:
+    """SeRA's implicit reward margin (Ko et al. 2024): IRM = r_θ(x, y_w) − r_θ(x, y_l) with
+    r_θ = β (log π_θ − log π_ref), i.e. β·h of :func:`logratio_margin`."""
+    return implicit_reward(pi_w, ref_w, beta) - implicit_reward(pi_l, ref_l, beta)
+
+
+def select_by_margin(margin: Tensor, ratio: float, largest: bool = True) -> Tensor:
+    """Indices (ascending) of the k = max(1, round(ratio·n)) pairs with the largest margins
+    (``largest=False``: the smallest); ties keep the earlier pair (a stable sort)."""
+    if not 0 < ratio <= 1:
+        raise ValueError(f"the kept ratio must be in (0, 1], got {ratio}")
+    k = max(1, round(ratio * margin.numel()))
+    order = torch.sort(margin.flatten(), descending=largest, stable=True).indices
+    return order[:k].sort().values
+
+
+def best_and_worst(rewards: Tensor) -> tuple[Tensor, Tensor]:
+    """Rewards ``[P, N]`` of N candidates per prompt → flat indices (into the P·N candidates, laid
+    out as ``contexts.repeat(N)``) of each prompt's argmax and argmin (first one on a tie)."""
+    offset = torch.arange(rewards.shape[0], device=rewards.device) * rewards.shape[1]
+    return offset + rewards.argmax(-1), offset + rewards.argmin(-1)
 
 
 # -- DRO ----------------------------------------------------------------------------------------

@@ -32,7 +32,9 @@ _BUILTIN_ALGORITHMS = {
     "rlhf": "baselines.rlhf:RLHF",
     "iql": "baselines.iql:IQL",
     "cpl": "baselines.cpl:CPL",
+    "gdpo": "baselines.gdpo:GDPO",
     "dro": "baselines.dro:DRO",
+    "sera": "baselines.sera:SeRA",
 }
 
 

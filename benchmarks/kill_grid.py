@@ -3,11 +3,11 @@
     python benchmarks/kill_grid.py                 # 10 kills, then the grid to its end
     python benchmarks/kill_grid.py --kills 20 --seed 3
 
-Each round starts ``bench grid`` (a real subprocess on a real store) and SIGKILLs its whole process
-group after a random delay. After every kill the store must open, every cell that was ``done``
-before must still be ``done`` with the same ``finished_at`` (not lost, not recomputed), and no
-cell may appear twice. After the kills the grid runs to its end; every cell must be done, each
-computed exactly once after it first finished.
+Each round (until ``--kills`` kills have landed) starts ``bench grid`` (a real subprocess on a real
+store) and SIGKILLs its whole process group after a random delay. After every kill the store must
+open, every cell that was ``done`` before must still be ``done`` with the same ``finished_at`` (not
+lost, not recomputed), and no cell may appear twice. After the kills the grid runs to its end;
+every cell must be done, each computed exactly once after it first finished.
 
 Writes ``benchmarks/results/kill_grid.{json,md}``.
 """
@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-GRID = ["grid", "-a", "reference,sft,dpo,ipo,kto", "-d", "text,robot", "-p", "smoke", "--seeds", "30", "-q"]
+GRID = ["grid", "-a", "reference,sft,dpo,ipo,kto", "-d", "text,robot", "-p", "smoke", "--seeds", "60", "-q"]
 
 
 def done_cells(db: Path) -> dict[str, float]:
@@ -68,7 +68,9 @@ def main() -> None:
     db = work / "home" / "prefbench.sqlite"
     first_done: dict[str, float] = {}
     rounds, lost, recomputed, opened = [], 0, 0, 0
-    for i in range(args.kills):
+    for i in range(3 * args.kills):  # until --kills SIGKILLs have landed (a round may finish the grid first)
+        if sum(r["killed"] for r in rounds) == args.kills:
+            break
         killed, secs = kill_round(env, rng.uniform(0.5, args.max_delay))
         now = done_cells(db) if db.exists() else {}
         opened += 1

@@ -23,6 +23,29 @@ def test_implicit_reward_golden() -> None:
     assert torch.allclose(r, torch.tensor([0.5, -0.5]))
 
 
+def test_gdpo_balance_golden_and_direction() -> None:
+    """By hand: φ = (0.5, 0.2), log π = (−1, −2), log π_ref = (−1.5, −1), log R̃ = −0.5 ⇒
+    δ = (0.5 + 0.5 − 0.2, 0.2 − 1 + 0.5) = (0.8, −0.3): DB = 0.73; SubTB(λ=1) over (0,1), (1,2), (0,2)
+    = (0.64 + 0.09 + 0.25)/3; SubTB(λ=0.5) = (0.5·0.64 + 0.5·0.09 + 0.25·0.25)/1.25 = 0.342.
+    A row with one valid step ends there: δ_0 = 0.5 + 0.5 + 0.5 = 1.5."""
+    phi = torch.tensor([[0.5, 0.2], [0.5, 0.0]])
+    logp, ref = torch.tensor([[-1.0, -2.0], [-1.0, 0.0]]), torch.tensor([[-1.5, -1.0], [-1.5, 0.0]])
+    log_r, mask = torch.tensor([-0.5, -0.5]), torch.tensor([[True, True], [True, False]])
+    db = O.gflownet_balance_loss(phi, logp, ref, log_r, mask)
+    assert db.tolist() == pytest.approx([0.73, 2.25], abs=1e-6)
+    sub1 = O.gflownet_balance_loss(phi, logp, ref, log_r, mask, subtb_lambda=1.0)
+    assert sub1.tolist() == pytest.approx([0.98 / 3, 2.25], abs=1e-6)
+    assert O.gflownet_balance_loss(phi, logp, ref, log_r, mask, 0.5)[0].item() == pytest.approx(0.342, abs=1e-6)
+    # direction: from π = π_ref and φ = 0, descent lowers the likelihood of the response with the lower
+    # label reward (rejected, α·c = −0.8) and leaves the chosen one (0) balanced; a flipped sign raises it
+    lp = torch.zeros(2, 3, requires_grad=True)
+    rewards = torch.tensor([0.0, -0.8])
+    for lam in (None, 1.0):
+        (g,) = torch.autograd.grad(O.gflownet_balance_loss(torch.zeros(2, 3), lp, torch.zeros(2, 3), rewards,
+                                                           torch.ones(2, 3, dtype=torch.bool), lam).sum(), lp)
+        assert (g[1, -1] > 0).item() and torch.allclose(g[0], torch.zeros(3))
+
+
 def test_cpl_golden() -> None:
     """−log σ(A_w − λ A_l), by hand: A_w = −1, A_l = −3, λ = 0.5 → −log σ(0.5)."""
     loss = O.cpl_loss(torch.tensor([-1.0]), torch.tensor([-3.0]), 0.5)
@@ -45,6 +68,23 @@ def test_dro_golden_and_gradient_of_the_joint_objective() -> None:
     vv = torch.tensor([0.25], requires_grad=True)  # the value loss moves V only, toward r − τρ
     (g_v,) = torch.autograd.grad(O.dro_value_loss(vv, rho, r, tau).sum(), vv)
     assert g_v.item() == pytest.approx(-(1.0 - 0.25 - tau * 0.5))
+
+
+def test_sera_margin_selection_and_best_worst_golden() -> None:
+    """IRM = β(ρ_w − ρ_l): β = 0.1, ρ_w = −10 + 11 = 1, ρ_l = −12 + 11.5 = −0.5 → 0.15. Keeping
+    round(0.5·5) = 2 of margins [0.3, −1, 2, 0.3, 0.1]: largest → pairs 0 and 2 (the tie at 0.3 keeps
+    the earlier), smallest → 1 and 4. Best/worst of rewards [[1, 3, 2], [0, −1, 5]] → flat 1, 0 and
+    5, 4."""
+    assert O.implicit_reward_margin(PI_W, PI_L, REF_W, REF_L, 0.1).item() == pytest.approx(0.15)
+    m = torch.tensor([0.3, -1.0, 2.0, 0.3, 0.1])
+    assert O.select_by_margin(m, 0.5).tolist() == [0, 2]
+    assert O.select_by_margin(m, 0.5, largest=False).tolist() == [1, 4]
+    assert O.select_by_margin(m, 0.01).tolist() == [2]  # at least one pair
+    assert O.select_by_margin(m, 1.0).tolist() == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError):
+        O.select_by_margin(m, 0.0)
+    best, worst = O.best_and_worst(torch.tensor([[1.0, 3.0, 2.0], [0.0, -1.0, 5.0]]))
+    assert best.tolist() == [1, 5] and worst.tolist() == [0, 4]
 
 
 def test_dpo_sigmoid_golden() -> None:
