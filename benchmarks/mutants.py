@@ -292,11 +292,8 @@ def run_tests(repo: Path, tests: list[str], cache: Path, timeout: float) -> tupl
     except subprocess.TimeoutExpired:
         return False, "timeout", time.perf_counter() - t0
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith(("FAILED ", "ERROR "))]
-    return (
-        out.returncode == 0,
-        (lines[0] if lines else out.stdout.strip().splitlines()[-1:] or [""])[0][:200],
-        time.perf_counter() - t0,
-    )
+    first = lines[0] if lines else (out.stdout.strip().splitlines() or [""])[-1]
+    return out.returncode == 0, first[:200], time.perf_counter() - t0
 
 
 def apply(repo: Path, mutant: Mutant) -> bool:
