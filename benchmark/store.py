@@ -25,6 +25,7 @@ traceback and never a lost result (docs/design.md, "Faults"):
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import errno
@@ -442,7 +443,13 @@ def _owner_token(folder: Path) -> str:
     fh.write(token + "\n")
     fh.flush()
     _OWNERS[key] = (token, fh)
+    atexit.register(_forget_owner_file, path)  # a killed process leaves it; the next checker removes it
     return token
+
+
+def _forget_owner_file(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink()
 
 
 def _owner_alive(folder: Path, owner: str, claimed_at: float) -> bool:
