@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 KEY_METRICS = {
-    "text": ["accuracy", "verbosity", "length", "indist/accuracy", "indist/unsafe_rate"],
+    "text": ["accuracy", "diversity", "distinct_2", "verbosity", "length", "indist/accuracy"],
     "image": ["alignment", "alignment_all", "fid_classifier", "diversity"],
     "robot": ["d4rl_score", "success_rate", "d4rl_score/drawer-open", "d4rl_score/button-press",
               "d4rl_score/sweep-into", "d4rl_score/door-open"],
