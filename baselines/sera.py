@@ -33,7 +33,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from benchmark.api import Algorithm, Batch, Policy, PreferencePairs, RunContext
+from benchmark.api import Algorithm, Policy, PreferencePairs, RunContext
+from benchmark.data import sample_keys
 from benchmark.objectives import (
     best_and_worst,
     dpo_loss,
@@ -100,26 +101,6 @@ def daa_loss(h: Tensor, cfg: SeRAConfig) -> Tensor:
     return hinge_loss(h, cfg.beta)
 
 
-def cat_pairs(a: PreferencePairs, b: PreferencePairs) -> PreferencePairs:
-    """``a`` then ``b`` as one set (``b`` moved to ``a``'s device)."""
-    dev = next(iter(a.chosen.tensors.values())).device
-    return PreferencePairs(
-        Batch.cat([a.contexts, b.contexts.to(dev)]), Batch.cat([a.chosen, b.chosen.to(dev)]),
-        Batch.cat([a.rejected, b.rejected.to(dev)]),
-        *(torch.cat([x, y.to(x.device)]) for x, y in ((a.strength, b.strength), (a.rater, b.rater),
-                                                      (a.source_chosen, b.source_chosen),
-                                                      (a.source_rejected, b.source_rejected))),
-    )
-
-
-def same_samples(a: Batch, b: Batch) -> Tensor:
-    """Per item, whether ``a`` and ``b`` hold the same sample (all tensor fields equal)."""
-    same = torch.ones(len(a), dtype=torch.bool)
-    for k, t in a.tensors.items():
-        same &= (t.reshape(len(a), -1) == b.tensors[k].reshape(len(a), -1)).all(-1).cpu()
-    return same
-
-
 class SeRA(Algorithm):
     name = "sera"
     Config = SeRAConfig
@@ -141,10 +122,10 @@ class SeRA(Algorithm):
                 if boot is None or not cfg.accumulate:
                     boot = new
                 elif new is not None:
-                    boot = cat_pairs(boot, new)
+                    boot = PreferencePairs.cat([boot, new])
                 n_boot = 0 if boot is None else len(boot)
                 ctx.report(**{f"round{r}_selected": len(data), f"round{r}_bootstrapped": n_boot})
-                data = data if boot is None else cat_pairs(data, boot)
+                data = data if boot is None else PreferencePairs.cat([data, boot])
             self._train_round(ctx, cfg, policy, opt, data, steps)
         return policy
 
@@ -183,7 +164,8 @@ class SeRA(Algorithm):
         reward = implicit_reward(pi, ref, cfg.beta).float().cpu()
         best, worst = best_and_worst(reward.view(count, n))
         chosen, rejected, margin = samples[best], samples[worst], reward[best] - reward[worst]
-        keep = torch.nonzero((margin > 0) & ~same_samples(chosen, rejected)).flatten()
+        distinct = torch.tensor([a != b for a, b in zip(sample_keys(chosen), sample_keys(rejected))])
+        keep = torch.nonzero((margin > 0) & distinct).flatten()
         if not len(keep):
             return None
         self_id = torch.full((len(keep),), -1, dtype=torch.long)  # rater and source: the policy itself

@@ -341,6 +341,17 @@ class PreferencePairs:
             self.rater[idx], self.source_chosen[idx], self.source_rejected[idx],
         )
 
+    @staticmethod
+    def cat(sets: Sequence[PreferencePairs]) -> PreferencePairs:
+        """Concatenate along the pair dimension, on the first set's device (e.g. offline pairs
+        followed by pairs an algorithm built from its own samples)."""
+        dev = next(iter(sets[0].chosen.tensors.values())).device
+        return PreferencePairs(
+            *(Batch.cat([getattr(p, f).to(dev) for p in sets]) for f in ("contexts", "chosen", "rejected")),
+            *(torch.cat([getattr(p, f).to(dev) for p in sets])
+              for f in ("strength", "rater", "source_chosen", "source_rejected")),
+        )
+
 
 @dataclass
 class SingleFeedback:

@@ -211,13 +211,12 @@ def prepare_domain(domain_cls: type[Domain], cfg: Any, cache: PreparationCache, 
         domain.load(state)
         return {"domain": state, "reference_eval": reference_statistics(domain, progress)}
 
-    def usable(state: dict) -> None:  # a cache file from other code fails here and is rebuilt
+    def usable(state: dict) -> None:  # loads a cached state; one from other code fails here and is rebuilt
         domain.load(state["domain"])
         if "splits" not in state["reference_eval"]:
             raise KeyError("reference_eval.splits")
 
-    state, built = cache.get_or_build(domain_cls.name, key, build, validate=usable)
-    domain.load(state["domain"])
+    state, built = cache.get_or_build(domain_cls.name, key, build, validate=usable)  # the domain holds state
     _LOADED.clear()  # keep one prepared domain in memory (they can be large)
     _LOADED[memo] = (domain, state["reference_eval"])
     return domain, state["reference_eval"], built

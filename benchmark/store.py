@@ -433,7 +433,7 @@ def _owner_token(folder: Path) -> str:
     """This process's owner token for stores in ``folder`` (created, and its flock taken, once)."""
     key = str(folder.resolve())
     entry = _OWNERS.get(key)
-    if entry is not None and entry[1] is not None and entry[0].split(" ")[1] == str(os.getpid()):
+    if entry is not None and entry[0].split(" ")[1] == str(os.getpid()):  # not a forked parent's
         return entry[0]
     token = f"{platform.node()} {os.getpid()} {uuid.uuid4().hex[:12]}"
     path = _owner_file(folder, token)
