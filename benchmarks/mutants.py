@@ -146,6 +146,18 @@ MUTANTS = [
         "torch.abs(tau - (u < 0).to(u.dtype))",
         "torch.abs(tau - (u > 0).to(u.dtype))",
     ),
+    m("obj: cpl bias on the chosen side", OBJ, "-F.logsigmoid(adv_w - bias * adv_l)",
+      "-F.logsigmoid(bias * adv_w - adv_l)"),
+    m("obj: dro advantage sign", OBJ, "return -rho * (reward - value).detach()",
+      "return rho * (reward - value).detach()"),
+    m("obj: dro value target sign", OBJ, "0.5 * (reward - value - tau * rho.detach()) ** 2",
+      "0.5 * (reward - value + tau * rho.detach()) ** 2"),
+    m("obj: gflownet residual sign of the policy", OBJ, "delta = (log_flow + logp - logp_ref - next_flow)",
+      "delta = (log_flow - logp + logp_ref - next_flow)"),
+    m("obj: margin selection keeps the other end", OBJ, "descending=largest, stable=True",
+      "descending=not largest, stable=True"),
+    m("obj: best and worst swapped", OBJ, "return offset + rewards.argmax(-1), offset + rewards.argmin(-1)",
+      "return offset + rewards.argmin(-1), offset + rewards.argmax(-1)"),
     # -- baselines and training plumbing -----------------------------------------------------------
     m(
         "sft: trains on the rejected side",
@@ -171,6 +183,9 @@ MUTANTS = [
         "return pi_w, pi_l, ref_w, ref_l",
         "return pi_l, pi_w, ref_l, ref_w",
     ),
+    m("cpl: advantages of the sides swapped", "baselines/cpl.py",
+      "adv_w, adv_l = cfg.alpha * logp_w, cfg.alpha * logp_l", "adv_w, adv_l = cfg.alpha * logp_l, cfg.alpha * logp_w"),
+    m("dro: thumbs inverted", "baselines/dro.py", "r = (b.label if", "r = ((1 - b.label) if"),
     # -- evaluation --------------------------------------------------------------------------------
     m(
         "eval: gain is reference minus policy",
