@@ -49,6 +49,7 @@ class DROConfig:
 class DRO(Algorithm):
     name = "dro"
     Config = DROConfig
+    check_steps = 32  # the value network must learn before the advantage r − V means anything
     requires = frozenset({"offline:singles"})
     paper = "Richemond et al. 2024, Offline Regularised RL for LLM Alignment (DRO)"
 
