@@ -461,6 +461,8 @@ CAPABILITIES = {
     "judge": "a free, imperfect AI judge",
     "exact_logp": "the likelihood of the domain's own samples is exact (not a surrogate)",
     "agents": "several agents act at each step (multi-agent domains)",
+    "control": "continuous control: samples are trajectories of a per-step actor from benchmark.policies.control, "
+               "rolled out in the domain's simulator (sequence policies such as a Decision Transformer can wrap it)",
 }
 
 

@@ -444,7 +444,7 @@ class RobotDomain(Domain):
         c = self.cfg
         return DomainSpec(
             name="robot", modality="control",
-            capabilities=frozenset({"online", "exact_logp", "reset", "steps"}),
+            capabilities=frozenset({"online", "exact_logp", "reset", "steps", "control"}),
             context_fields=("task", "cond", "rand_vec", "sim_state", "prev_obs", "obs", "t", "horizon"),
             sample_fields=("obs", "actions", "mask"),
             horizon=c.segment_len, obs_shape=(OBS_DIM,), action_shape=(ACT_DIM,), action_kind="continuous",
