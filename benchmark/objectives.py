@@ -237,3 +237,57 @@ def expectile_loss(u: Tensor, tau: float) -> Tensor:
 
 def whiten(x: Tensor, eps: float = 1e-8) -> Tensor:
     return (x - x.mean()) / (x.std() + eps) if x.numel() > 1 else x - x.mean()
+
+
+# -- offline RL on learned rewards (DTR) --------------------------------------------------------
+
+
+def ensemble_z_normalise(rewards: Tensor, mask: Tensor) -> Tensor:
+    """DTR's ensemble normalisation (Tu et al. 2025): each member e's per-step rewards z-scored
+    over the dataset's valid steps, then averaged, r̃ = (1/E) Σ_e (r_e − mean_e)/std_e.
+    ``rewards [E, B, T]``, ``mask [B, T]``; returns ``[B, T]`` (0 on masked steps)."""
+    valid = rewards[:, mask]  # [E, N]
+    mean, std = valid.mean(-1), valid.std(-1).clamp_min(1e-6)
+    z = (rewards - mean[:, None, None]) / std[:, None, None]
+    return z.mean(0) * mask.to(z.dtype)
+
+
+def n_step_targets(rewards: Tensor, mask: Tensor, bootstrap: Tensor, discount: float) -> Tensor:
+    """DTR's n-step critic targets over a segment of L = Σ mask valid steps, bootstrapped at its
+    last step (the reference code's ``k_rewards`` with ``use_discount``; no terminal states):
+
+        y_t = Σ_{t'=t}^{L−2} γ^{t'−t} r_{t'} + γ^{L−1−t} · Q̄(s_{L−1}, â_{L−1}),     t < L − 1
+
+    ``rewards``, ``mask`` ``[B, T]``, ``bootstrap`` ``[B]`` (the target value at the last valid
+    step). Returns ``[B, T]``; entries at t ≥ L − 1 are 0 (they have no target)."""
+    length = mask.sum(-1, keepdim=True)
+    t = torch.arange(rewards.shape[1], device=rewards.device)[None, :]
+    inside = (t < length - 1).to(rewards.dtype)  # steps before the last valid one
+    r = rewards * inside
+    # discounted suffix sums of r up to step L−2: G_t = r_t + γ G_{t+1}
+    g = torch.zeros_like(r)
+    acc = torch.zeros_like(r[:, 0])
+    for i in reversed(range(r.shape[1])):
+        acc = r[:, i] + discount * acc
+        g[:, i] = acc
+    tail = discount ** (length - 1 - t).clamp_min(0).to(rewards.dtype)
+    return (g + tail * bootstrap[:, None]) * inside
+
+
+def normalised_q_loss(q_actor: Tensor, q_scale: Tensor) -> Tensor:
+    """The Q term of DTR's (and TD3+BC's) actor loss, −Q_i(s, â) / mean|Q_j(s, â)| with the
+    scale detached, so that its weight η means the same whatever the rewards' scale. Per element."""
+    return -q_actor / q_scale.abs().mean().detach().clamp_min(1e-6)
+
+
+def linear_ramp(step: int, total: int) -> float:
+    """c(t) = t / total, clipped to [0, 1]: DTR's schedule of the Q term (0 at the start, 1 at the end)."""
+    return min(1.0, max(0.0, step / max(1, total)))
+
+
+def return_to_go_rate(rewards: Tensor, mask: Tensor) -> Tensor:
+    """g_t = (Σ_{t' ≥ t} r_{t'}) / (L − t): the mean reward still to come in the sample, ``[B, T]``."""
+    r = rewards * mask
+    to_go = r.flip(1).cumsum(1).flip(1)
+    remaining = mask.flip(1).cumsum(1).flip(1).clamp_min(1)
+    return to_go / remaining * mask

@@ -35,6 +35,7 @@ _BUILTIN_ALGORITHMS = {
     "gdpo": "baselines.gdpo:GDPO",
     "dro": "baselines.dro:DRO",
     "sera": "baselines.sera:SeRA",
+    "dtr": "baselines.dtr:DTR",
 }
 
 

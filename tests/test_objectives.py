@@ -87,6 +87,26 @@ def test_sera_margin_selection_and_best_worst_golden() -> None:
     assert best.tolist() == [1, 5] and worst.tolist() == [0, 4]
 
 
+def test_dtr_maths_golden() -> None:
+    """Ensemble normalisation: members [1, 3] and [0, 40] (third step masked) both z-score to
+    [−1/√2, 1/√2], so scale does not weigh a member. n-step targets with γ = 0.5, bootstrap 10 at
+    the last valid step (L = 4): y_2 = 3 + 0.5·10 = 8, y_1 = 2 + 0.5·3 + 0.25·10 = 6,
+    y_0 = 1 + 1 + 0.75 + 1.25 = 4, y_3 = 0; L = 2, bootstrap 5: y_0 = 1 + 2.5. The Q term divides by
+    mean|Q_j| = 2. Return-to-go rates of [1, 2, 3, (4 masked)]: [6/3, 5/2, 3/1, 0]."""
+    r = torch.tensor([[[1.0, 3.0, 99.0]], [[0.0, 40.0, -7.0]]])
+    z = O.ensemble_z_normalise(r, torch.tensor([[True, True, False]]))
+    torch.testing.assert_close(z, torch.tensor([[-0.5**0.5, 0.5**0.5, 0.0]]))
+    rewards = torch.tensor([[1.0, 2.0, 3.0, 4.0], [1.0, 1.0, 0.0, 0.0]])
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]]).bool()
+    y = O.n_step_targets(rewards, mask, torch.tensor([10.0, 5.0]), 0.5)
+    torch.testing.assert_close(y, torch.tensor([[4.0, 6.0, 8.0, 0.0], [3.5, 0.0, 0.0, 0.0]]))
+    q = O.normalised_q_loss(torch.tensor([2.0, 4.0]), torch.tensor([-1.0, 3.0]))
+    torch.testing.assert_close(q, torch.tensor([-1.0, -2.0]))
+    assert [O.linear_ramp(t, 10) for t in (0, 5, 20)] == [0.0, 0.5, 1.0]
+    g = O.return_to_go_rate(torch.tensor([[1.0, 2.0, 3.0, 4.0]]), torch.tensor([[1.0, 1.0, 1.0, 0.0]]))
+    torch.testing.assert_close(g, torch.tensor([[2.0, 2.5, 3.0, 0.0]]))
+
+
 def test_dpo_sigmoid_golden() -> None:
     h = O.logratio_margin(PI_W, PI_L, REF_W, REF_L)
     assert O.dpo_loss(h, 0.1).item() == pytest.approx(0.620957, abs=1e-6)

@@ -63,6 +63,33 @@ def test_log_prob_is_the_exact_sum_of_per_step_tanh_gaussian_log_probs(domain: R
     assert samples.actions.abs().max() < 1 and torch.isfinite(lp).all()
 
 
+def test_decision_transformer_rollout_matches_its_log_prob(domain: RobotDomain) -> None:
+    """DTR's actor (``benchmark.policies.decision``): fresh, it is its base; trained or not, the
+    actions its rollout draws in the real simulator are those its own per-step windows give with
+    the same Gaussian draws, so ``log_prob`` scores a sample with the windows its rollout saw."""
+    from benchmark.policies.decision import DecisionTransformerPolicy
+
+    base = domain.reference.frozen_copy()
+    dt = DecisionTransformerPolicy(base, context_len=4)
+    ctx = domain.train_contexts[:10]  # two of the simulator's chunks of 8 rows: two histories
+    fresh = base.sample(ctx, 1, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(dt.log_prob(ctx, fresh), base.log_prob(ctx, fresh))
+    with torch.no_grad():
+        torch.nn.init.normal_(dt.head.weight, std=0.2)
+        dt.target_goal.fill_(0.5)
+    samples = dt.sample(ctx, 1, generator=torch.Generator().manual_seed(1))
+    assert samples.actions.shape[1] > dt.context_len  # windows slide
+    obs, _, prev, goals, cond = dt._history(ctx, samples, None)
+    with torch.no_grad():
+        mu, log_std = dt.dist_params(obs, prev, goals, cond)
+    gen = torch.Generator().manual_seed(1)
+    eps = torch.cat([torch.stack([torch.randn(n, 4, generator=gen) for _ in range(obs.shape[1])], 1)
+                     for n in (8, 2)])
+    redrawn = torch.tanh(mu + log_std.exp() * eps).clamp(-1 + 1e-3, 1 - 1e-3)
+    torch.testing.assert_close(redrawn * samples.mask[..., None], samples.actions, atol=1e-4, rtol=0)
+    assert not torch.allclose(dt.log_prob(ctx, samples), base.log_prob(ctx, samples))
+
+
 def test_datasets_follow_d4rl_layout_and_anchors(domain: RobotDomain) -> None:
     tr = domain.pool.trajectories
     n = len(tr["observations"])
