@@ -31,7 +31,7 @@ from pathlib import Path
 KEY_METRICS = {
     "text": ["accuracy", "diversity", "distinct_2", "verbosity", "length", "indist/accuracy"],
     "image": ["alignment", "alignment_all", "fid_classifier", "diversity"],
-    "robot": ["d4rl_score", "success_rate", "d4rl_score/drawer-open", "d4rl_score/button-press",
+    "robot": ["d4rl_score", "success_rate", "diversity", "d4rl_score/drawer-open", "d4rl_score/button-press",
               "d4rl_score/sweep-into", "d4rl_score/door-open"],
 }
 HEAD = ["normalized_score", "win_rate", "gold_gain", "kl_to_ref", "elbo_gap", "indist/normalized_score"]
