@@ -179,12 +179,11 @@ class DTR(Algorithm):
                       cfg: DTRConfig) -> tuple[Tensor, Tensor]:
         """(BC, the normalised Q term) of the actor loss (module docstring, step 4)."""
         mask = s.mask.bool().to(policy.device_hint())
+        lp, _, a_hat = policy.step_log_prob_given(c, s, g, with_mode=True)
         if cfg.bc_loss == "nll":
-            lp, _ = policy.step_log_prob_given(c, s, g)
             loss_bc = -lp[mask].mean()
         else:
-            loss_bc = ((policy.mode_actions(c, s, g) - s.actions.to(mask.device)) ** 2).sum(-1)[mask].mean()
-        a_hat = policy.mode_actions(c, s, g)
+            loss_bc = ((a_hat - s.actions.to(mask.device)) ** 2).sum(-1)[mask].mean()
         q_new = q(c, s.replace(actions=a_hat.to(s.actions.device)))  # [2, B, T]
         i = int(torch.randint(2, (1,), generator=ctx.generator))
         qm = q_new.to(mask.device)

@@ -119,8 +119,8 @@ def test_grid_runs_every_condition_from_the_cli(home) -> None:
     import sys
 
     env = {**os.environ, "PREFBENCH_HOME": str(home), "COLUMNS": "200"}
-    out = subprocess.run([sys.executable, "-m", "benchmark.cli", "grid", "--algos", "sft", "--domains", "text",
-                          "--conditions", "all", "--seeds", "1", "--preset", "smoke"], capture_output=True, text=True, env=env,
+    args = ["grid", "--algos", "sft", "--domains", "text", "--conditions", "all", "--seeds", "1", "--preset", "smoke"]
+    out = subprocess.run([sys.executable, "-m", "benchmark.cli", *args], capture_output=True, text=True, env=env,
                          timeout=600)
     assert out.returncode == 0, out.stderr
     assert f"ran {len(CONDITIONS)} cells ({len(CONDITIONS)} done" in out.stdout

@@ -97,10 +97,11 @@ class DecisionTransformerPolicy(Policy):
         cond = contexts.cond.to(dev).float() if self.base.cond_dim else None
         return obs, actions, prev, g, cond
 
-    def step_log_prob_given(self, contexts: Contexts, samples: Samples, goals: Tensor | None = None
-                            ) -> tuple[Tensor, Tensor]:
+    def step_log_prob_given(self, contexts: Contexts, samples: Samples, goals: Tensor | None = None,
+                            with_mode: bool = False) -> tuple[Tensor, ...]:
         """Per-step log π(a_t | window_t, g) ``[B, T]`` and the mask, with per-step ``goals``
-        ``[B, T]`` (training: the in-dataset rates) or the fixed ``target_goal`` (None)."""
+        ``[B, T]`` (training: the in-dataset rates) or the fixed ``target_goal`` (None);
+        ``with_mode`` adds tanh(μ) ``[B, T, A]`` from the same forward pass (DTR's â)."""
         obs, actions, prev, g, cond = self._history(contexts, samples, goals)
         mu, log_std = self.dist_params(obs, prev, g, cond)
         a = clip_actions(actions)
@@ -108,7 +109,7 @@ class DecisionTransformerPolicy(Policy):
         z = (u - mu) / log_std.exp()
         lp = (-0.5 * z**2 - log_std - 0.5 * math.log(2 * math.pi) - torch.log1p(-a**2)).sum(-1)
         mask = samples.mask.to(lp.device).bool()
-        return lp * mask, mask
+        return (lp * mask, mask, torch.tanh(mu)) if with_mode else (lp * mask, mask)
 
     def mode_actions(self, contexts: Contexts, samples: Samples, goals: Tensor | None = None) -> Tensor:
         """tanh(μ) at every step ``[B, T, A]``: the deterministic action (DTR's â for its critic)."""
