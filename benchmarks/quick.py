@@ -103,7 +103,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix=f"prefbench-{args.domain}-quick-"))
     env = {**os.environ, "PREFBENCH_HOME": str(work / "home"), "PREFBENCH_CACHE": str(args.cache or work / "cache")}
     res: dict = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                             "load_at_start": os.getloadavg()[0]}, "domain": args.domain}
+                             "load_at_start": os.getloadavg()[0],
+                             "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "unset")}, "domain": args.domain}
     d = ["--domain", args.domain, "-q"]
     if not args.no_timing:
         res["first_run_s"] = bench(["run", "--algo", "dpo", *d], env)
@@ -141,7 +142,8 @@ def main() -> None:
     timing = (f"First `bench run --algo dpo --domain {args.domain}` (with preparation): {res['first_run_s']:.1f} s; "
               f"a second cell, domain cached: {res['cached_run_s']:.1f} s; " if "first_run_s" in res else "")
     lines = [f"# {args.domain} domain, quick preset ({args.algos})", "",
-             f"Machine: {m['platform']}, {m['cpus']} CPUs (1-min load {m['load_at_start']:.2f} at start). "
+             f"Machine: {m['platform']}, {m['cpus']} CPUs (1-min load {m['load_at_start']:.2f} at start), "
+             f"OMP_NUM_THREADS {m['omp_num_threads']} (threads change the numbers: docs/design.md). "
              f"{timing}the grid: {res['grid_s']:.0f} s.", "",
              "Mean ± std over training seeds. Paired evaluation on held-out contexts: the reference scores exactly "
              "0 / 0.5; (± ctx CI) is the mean per-cell 95% interval over evaluation contexts. Target (best-of-N "
