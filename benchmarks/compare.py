@@ -1,6 +1,6 @@
 """The offline seed methods' headline claims, tested on `benchmarks/quick.py` results (issue #15).
 
-    python benchmarks/compare.py            # reads benchmarks/results/*_quick.json, writes offline_claims.{md,json}
+    python benchmarks/compare.py            # reads benchmarks/results/*_quick*.json, writes offline_claims.{md,json}
 
 Each claim compares a method with its baseline on one metric of one domain (and condition): the
 per-seed difference, paired by training seed (a cell is a function of code, config and seed, so
@@ -47,25 +47,26 @@ def _claims() -> list[Claim]:
     out = []
     for d in ("text", "image", "robot"):
         f = f"offline_{d}_quick"
+        g = "offline_robot_quick_t1" if d == "robot" else f  # robot's GDPO and CPL rerun with diversity
         out += [
             Claim("Richemond et al. 2024 (DRO)", "DRO beats KTO on the same single-trajectory (thumbs) data", d,
                   "dro", "kto", "normalized_score", f),
             Claim("Kwon et al. 2024 (GDPO)", "GDPO's outputs are more diverse than DPO's", d, "gdpo", "dpo",
-                  "diversity", f),
+                  "diversity", g),
             Claim("Kwon et al. 2024 (GDPO)", "... at a gold reward no lower than DPO's", d, "gdpo", "dpo",
-                  "normalized_score", f),
+                  "normalized_score", g),
             Claim("Ko et al. 2024 (SeRA)", "SeRA improves on its base DAA (DPO)", d, "sera", "dpo",
                   "normalized_score", f),
             Claim("Hejna et al. 2024 (CPL)", "(context, not the paper's claim) CPL against DPO", d, "cpl", "dpo",
-                  "normalized_score", f),
+                  "normalized_score", g),
         ]
     out += [
         Claim("Ko et al. 2024 (SeRA)", "SeRA improves on DPO under noisy labels", "text", "sera [noisy-labels]",
               "dpo [noisy-labels]", "normalized_score", "noisy_text_quick"),
         Claim("Hejna et al. 2024 (CPL)", "CPL beats behaviour cloning on robot segments", "robot", "cpl", "sft",
-              "d4rl_score", "offline_robot_quick"),
+              "d4rl_score", "offline_robot_quick_t1"),
         Claim("Hejna et al. 2024 (CPL)", "CPL beats preference IQL (reward model + IQL)", "robot", "cpl", "iql",
-              "d4rl_score", "offline_robot_quick", baseline_file="dtr_robot_quick"),
+              "d4rl_score", "offline_robot_quick_t1", baseline_file="dtr_robot_quick"),
         Claim("Tu et al. 2025 (DTR)", "DTR beats reward model + IQL (the offline PbRL baseline)", "robot", "dtr",
               "iql", "d4rl_score", "dtr_robot_quick"),
         Claim("Tu et al. 2025 (DTR)", "(context, not the paper's claim) DTR against DPO", "robot", "dtr", "dpo",
@@ -129,7 +130,7 @@ def main() -> None:
     ap.add_argument("--results", type=Path, default=RESULTS)
     ap.add_argument("--tag", default="offline_claims")
     args = ap.parse_args()
-    files = {p.stem: json.loads(p.read_text()) for p in sorted(args.results.glob("*_quick.json"))}
+    files = {p.stem: json.loads(p.read_text()) for p in sorted(args.results.glob("*_quick*.json"))}
     rows = [test_claim(c, files) for c in CLAIMS]
     lines = ["# The offline seed methods' claims (quick preset)", "",
              "Difference = method − baseline per training seed (paired), mean and 95% Student-t interval over "
@@ -149,7 +150,8 @@ def main() -> None:
     for name, res in files.items():
         dom = res.get("domain")
         if name.startswith(("offline_", "dtr_", "noisy_")) and dom in KEY:
-            lines += entry_table(f"{name} ({dom})", res, KEY[dom])
+            threads = res.get("machine", {}).get("omp_num_threads", "unset")
+            lines += entry_table(f"{name} ({dom}; OMP_NUM_THREADS {threads})", res, KEY[dom])
     (args.results / f"{args.tag}.md").write_text("\n".join(lines) + "\n")
     (args.results / f"{args.tag}.json").write_text(json.dumps(rows, indent=2) + "\n")
     print("\n".join(lines))
