@@ -27,7 +27,10 @@ Ours: BC is the negative log-likelihood of the data's actions under the tanh-Gau
 which leaves σ untrained); the transformer is a residual on the domain's reference actor, and
 the return-to-go is a per-step rate with a fixed evaluation goal, ``target_quantile`` of the
 data's starting rates (why: ``benchmark/policies/decision.py``); the transitions are the step views
-of the offline data's samples (pairs, thumbs-rated singles, demonstrations), as in ``iql``.
+of the offline data's samples (pairs, thumbs-rated singles, demonstrations), as in ``iql``; each
+update's actor loss covers ``actor_queries`` random steps per segment (each reads its own K-step
+window, so every step would cost K× a causal pass: 6× slower and no better on robot, 22 ± 8 vs 31 ± 15, see
+``benchmarks/results/dtr_allsteps_robot_quick.md``).
 Runs where the domain has the ``control`` capability (robot); elsewhere n/a.
 """
 
@@ -75,6 +78,9 @@ class DTRConfig:
     """Steps between EMA updates (authors: 5)."""
     ema_start: float = 0.02
     """Share of the actor's steps before the EMA starts following it (authors: 1k of 50k)."""
+    actor_queries: int = 8
+    """Steps per segment whose prediction enters the actor loss each update (ours: each query reads
+    its own K-step window; the paper's causal pass predicts the K steps of one window)."""
     target_quantile: float = 0.95
     """Quantile of the data's starting return-to-go rates used as the evaluation goal (ours)."""
     rm_ensemble: int = 3
@@ -99,6 +105,8 @@ class DTRConfig:
     def __post_init__(self) -> None:
         if self.bc_loss not in ("nll", "mse"):
             raise ValueError(f"bc_loss must be 'nll' or 'mse', got {self.bc_loss!r}")
+        if self.actor_queries < 1:
+            raise ValueError(f"actor_queries must be >= 1, got {self.actor_queries}")
         if not 0 <= self.target_quantile <= 1:
             raise ValueError(f"target_quantile must be in [0, 1], got {self.target_quantile}")
 
@@ -166,8 +174,8 @@ class DTR(Algorithm):
         mask = s.mask.bool().cpu()
         last = (mask.sum(-1) - 1).clamp_min(0)
         with torch.no_grad():
-            a_next = ema.mode_actions(c, s, g)
-            q_last = q_target(c, s.replace(actions=a_next.to(s.actions.device))).min(0).values.cpu()
+            a_last = ema.mode_actions(c, s, g, steps=last[:, None].to(ema.device_hint()))  # [B, 1, A]
+            q_last = q_target(c, with_actions(s, a_last, last[:, None])).min(0).values.cpu()
             bootstrap = q_last.gather(1, last[:, None]).squeeze(1)
             target = n_step_targets(r, mask, bootstrap, cfg.discount)
         has_target = mask & (torch.arange(mask.shape[1])[None, :] < last[:, None])
@@ -177,14 +185,27 @@ class DTR(Algorithm):
     @staticmethod
     def _actor_losses(ctx: RunContext, policy: DecisionTransformerPolicy, q, c: Batch, s: Batch, g: Tensor,
                       cfg: DTRConfig) -> tuple[Tensor, Tensor]:
-        """(BC, the normalised Q term) of the actor loss (module docstring, step 4)."""
-        mask = s.mask.bool().to(policy.device_hint())
-        lp, _, a_hat = policy.step_log_prob_given(c, s, g, with_mode=True)
+        """(BC, the normalised Q term) of the actor loss at ``actor_queries`` random valid steps of
+        each segment (module docstring, step 4)."""
+        mask = s.mask.bool().cpu()
+        n = min(cfg.actor_queries, mask.shape[1])
+        noise = torch.rand(mask.shape, generator=ctx.generator).masked_fill(~mask, -1.0)
+        steps = noise.topk(n, dim=1).indices  # [B, n], valid steps first
+        dev = policy.device_hint()
+        lp, queried, a_hat = policy.step_log_prob_given(c, s, g, with_mode=True, steps=steps.to(dev))
         if cfg.bc_loss == "nll":
-            loss_bc = -lp[mask].mean()
+            loss_bc = -lp[queried].mean()
         else:
-            loss_bc = ((a_hat - s.actions.to(mask.device)) ** 2).sum(-1)[mask].mean()
-        q_new = q(c, s.replace(actions=a_hat.to(s.actions.device)))  # [2, B, T]
+            target = s.actions.to(dev)[torch.arange(len(steps), device=dev)[:, None], steps.to(dev)]
+            loss_bc = ((a_hat - target) ** 2).sum(-1)[queried].mean()
+        rows = torch.arange(len(steps))[:, None]
+        q_new = q(c, with_actions(s, a_hat, steps))[:, rows, steps].to(dev)  # [2, B, n]
         i = int(torch.randint(2, (1,), generator=ctx.generator))
-        qm = q_new.to(mask.device)
-        return loss_bc, normalised_q_loss(qm[i][mask], qm[1 - i][mask]).mean()
+        return loss_bc, normalised_q_loss(q_new[i][queried], q_new[1 - i][queried]).mean()
+
+
+def with_actions(samples: Batch, actions: Tensor, steps: Tensor) -> Batch:
+    """``samples`` with ``actions [B, n, A]`` put at ``steps [B, n]`` (differentiably), for a per-step critic."""
+    a = samples.actions.to(actions.device).clone()
+    a[torch.arange(len(steps), device=actions.device)[:, None], steps.to(actions.device)] = actions.to(a.dtype)
+    return samples.replace(actions=a.to(samples.actions.device))

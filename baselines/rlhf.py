@@ -31,9 +31,8 @@ from typing import Literal
 
 import torch
 
-from benchmark.api import Algorithm, Contexts, Policy, RunContext, Scorer
-from benchmark.objectives import clipped_surrogate_loss, kl_k1, kl_k3, leave_one_out_advantages
-from benchmark.training import optimizer_step, sequence_logp, should_log, train_reward_model
+from benchmark.api import Algorithm, Policy, RunContext
+from benchmark.training import prompts_per_step, rloo_update, should_log, train_reward_model
 
 
 @dataclass
@@ -88,45 +87,12 @@ class RLHF(Algorithm):
         opt = ctx.optimizer(policy.parameters(), cfg.lr_scale)
         prompts = ctx.domain.train_contexts
         for step in ctx.train_steps():
-            n = self._prompts_per_step(ctx, cfg)
+            n = prompts_per_step(ctx, cfg.k, cfg.prompts)
             if n == 0:
                 break  # the online-sample budget is spent
-            idx = torch.randint(len(prompts), (n,), generator=ctx.generator)
-            self._rl_step(ctx, cfg, policy, reference, rm, opt, prompts[idx], step)
+            batch = prompts[torch.randint(len(prompts), (n,), generator=ctx.generator)]
+            samples = ctx.sample(policy, batch, cfg.k)
+            reward, kl, loss = rloo_update(ctx, cfg, policy, reference, rm, opt, batch, samples)
+            if should_log(ctx, step):
+                ctx.log(step, reward=float(reward.mean()), kl=float(kl.mean()), loss=float(loss))
         return policy
-
-    @staticmethod
-    def _prompts_per_step(ctx: RunContext, cfg: RLHFConfig) -> int:
-        """The configured prompts, fewer when the online-sample budget would not last the steps left."""
-        remaining = ctx.budget.online_samples - ctx.samples_used
-        steps_left = max(ctx.budget.steps - ctx.steps_done, 1)
-        wanted = cfg.prompts or max(ctx.budget.batch_size // cfg.k, 1)
-        affordable = remaining // (cfg.k * steps_left)
-        return min(wanted, max(affordable, 1)) if remaining >= cfg.k else 0
-
-    def _rl_step(self, ctx: RunContext, cfg: RLHFConfig, policy: Policy, reference: Policy, rm: Scorer,
-                 opt: torch.optim.Optimizer, contexts: Contexts, step: int) -> None:
-        samples = ctx.sample(policy, contexts, cfg.k)
-        rep = contexts.repeat(cfg.k)
-        noise = policy.draw_noise(rep, samples, generator=ctx.generator)  # common to π, π_old and π_ref
-        with torch.no_grad():
-            reward = rm(rep, samples).float()
-            old_logp, old_steps = sequence_logp(policy, rep, samples, noise)
-            _, ref_steps = sequence_logp(reference, rep, samples, noise)
-            estimate = kl_k1 if cfg.kl_estimator == "k1" else kl_k3
-            kl = estimate(old_steps, ref_steps.to(old_steps.device)).sum(-1)
-            total = reward.to(kl.device) - cfg.beta * kl
-            adv = leave_one_out_advantages(total.view(-1, cfg.k)).flatten()
-            if cfg.normalize_advantages:
-                adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-        policy.train()
-        for _ in range(cfg.ppo_epochs if cfg.loss_type == "ppo" else 1):
-            logp, _ = sequence_logp(policy, rep, samples, noise)
-            if cfg.loss_type == "ppo":
-                loss = clipped_surrogate_loss(logp, old_logp, adv, cfg.clip_eps).mean()
-            else:
-                loss = -(adv * logp).mean()
-            optimizer_step(opt, loss, policy.parameters(), cfg.max_grad_norm)
-        if should_log(ctx, step):
-            ctx.log(step, reward=float(reward.mean()), kl=float(kl.mean()), loss=float(loss.detach()))
-

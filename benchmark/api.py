@@ -662,6 +662,12 @@ class Algorithm(abc.ABC):
     check_overrides: ClassVar[dict[str, Any]] = {}
     """Config overrides for that check's tiny problem (documented in the algorithm's file)."""
 
+    @classmethod
+    def requirements(cls, cfg: Any) -> frozenset[str]:
+        """What a cell with config ``cfg`` consumes: ``requires`` (the default config's), unless a
+        config field changes it (OAIF's ``annotator``: the judge or the feedback channel)."""
+        return cls.requires
+
     @abc.abstractmethod
     def train(self, ctx: RunContext, cfg: Any) -> Policy:
         """Train and return a policy (typically ``ctx.domain.make_policy()`` fine-tuned)."""

@@ -54,9 +54,40 @@ def soft_preference_loss(h: Tensor, beta: float, p: Tensor) -> Tensor:
     return -p * F.logsigmoid(z) - (1 - p) * F.logsigmoid(-z)
 
 
+def ranked_pairs(rewards: Tensor, mirror: bool = True, max_strength: float = 1.0) -> tuple[Tensor, Tensor, Tensor]:
+    """OSP's ranked pairing (Zhai et al. 2024; our reading). Each prompt's K candidates are ranked by
+    ``rewards [P, K]`` (best first; ties by position); ranks i < j are paired, either mirrored,
+    (i, K−1−i) for i < K/2 (``mirror``), or all of them, with the preference strength
+
+        p_ij = ½ + (p_max − ½)·(j − i)/(K − 1)      (a wider rank gap, a surer preference).
+
+    Returns flat indices (into the P·K candidates, laid out as ``contexts.repeat(K)``) of the winners
+    and of the losers, and p, each ``[P·M]``, prompt by prompt."""
+    n, k = rewards.shape
+    order = torch.sort(rewards, dim=-1, descending=True, stable=True).indices  # [P, K]: rank → candidate
+    if mirror:
+        hi = torch.arange(k // 2, device=rewards.device)
+        lo = k - 1 - hi
+    else:
+        hi, lo = torch.triu_indices(k, k, offset=1, device=rewards.device)
+    offset = torch.arange(n, device=rewards.device)[:, None] * k
+    strength = 0.5 + (max_strength - 0.5) * (lo - hi).to(rewards.dtype) / (k - 1)
+    return (offset + order[:, hi]).flatten(), (offset + order[:, lo]).flatten(), strength.repeat(n)
+
+
 def implicit_reward(pi: Tensor, ref: Tensor, beta: float) -> Tensor:
     """DPO's implicit reward r = β (log π_θ − log π_ref)."""
     return beta * (pi - ref)
+
+
+def optimistic_dpo_loss(h: Tensor, rho_explore: Tensor, beta: float, alpha: float) -> Tensor:
+    """SELM's optimistic DPO (Zhang et al. 2024; the authors' ``optimistic_dpo_loss``):
+
+        −log σ(βh) + α·β·ρ_θ(x, y_ref),   h = ρ_θ(x, y_w) − ρ_θ(x, y_l),   y_ref ~ π_ref,
+
+    minimising the second term lowers the likelihood of what π_ref already generates (exploration);
+    α = 0 is DPO."""
+    return dpo_loss(h, beta) + alpha * beta * rho_explore
 
 
 # -- GDPO (GFlowNet balance) --------------------------------------------------------------------
@@ -223,6 +254,17 @@ def clipped_surrogate_loss(logp: Tensor, old_logp: Tensor, adv: Tensor, eps: flo
     max(−A·r, −A·clip(r, 1−ε, 1+ε)), r = exp(log π − log π_old)."""
     ratio = torch.exp(logp - old_logp)
     return torch.maximum(-adv * ratio, -adv * ratio.clamp(1 - eps, 1 + eps))
+
+
+def pair_proximity(policy: Tensor, chosen: Tensor, rejected: Tensor, eps: float = 1e-8) -> Tensor:
+    """Inverse alignment's (FRFT, Krishna & Sahoo 2024) selection score of an offline pair: how
+    close its responses lie to the frozen policy's response for the same prompt, the mean cosine
+    similarity ½[cos(f_π, f_w) + cos(f_π, f_l)] of feature vectors ``[B, D]`` (standardised by the
+    caller); ``[B]`` in [−1, 1]. A zero vector has similarity 0 to everything."""
+    def cos(a: Tensor, b: Tensor) -> Tensor:
+        return (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1)).clamp_min(eps)
+
+    return 0.5 * (cos(policy, chosen) + cos(policy, rejected))
 
 
 def awr_weights(adv: Tensor, temperature: float, max_weight: float = 100.0) -> Tensor:

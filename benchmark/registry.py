@@ -31,11 +31,16 @@ _BUILTIN_ALGORITHMS = {
     "reference": "baselines.reference:Reference",
     "rlhf": "baselines.rlhf:RLHF",
     "iql": "baselines.iql:IQL",
+    "drpo": "baselines.drpo:DRPO",
+    "inverse_alignment": "baselines.inverse_alignment:InverseAlignment",
     "cpl": "baselines.cpl:CPL",
     "gdpo": "baselines.gdpo:GDPO",
     "dro": "baselines.dro:DRO",
     "sera": "baselines.sera:SeRA",
+    "oaif": "baselines.oaif:OAIF",
+    "osp": "baselines.osp:OSP",
     "dtr": "baselines.dtr:DTR",
+    "selm": "baselines.selm:SELM",
 }
 
 

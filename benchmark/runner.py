@@ -285,9 +285,10 @@ def fingerprint(module: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def missing_requirements(algo_cls: type[Algorithm], instance: DomainInstance) -> str | None:
+def missing_requirements(algo_cls: type[Algorithm], instance: DomainInstance, cfg: Any = None) -> str | None:
     """Why an algorithm cannot run on a domain (an "n/a" cell, with the reason stored), or None.
-    Every requirement is checked against what the domain declares or the condition provides."""
+    Every requirement (``Algorithm.requirements(cfg)``; ``requires`` without a config) is checked
+    against what the domain declares or the condition provides."""
     off, caps = instance.offline, instance.spec.capabilities
     have = {
         "offline:pairs": len(off.pairs) > 0,
@@ -298,7 +299,8 @@ def missing_requirements(algo_cls: type[Algorithm], instance: DomainInstance) ->
         "feedback": instance.feedback.budget > 0,
         **{f"capability:{c}": c in caps for c in CAPABILITIES},
     }
-    missing = [r for r in sorted(algo_cls.requires) if not have.get(r, False)]
+    reqs = algo_cls.requires if cfg is None else algo_cls.requirements(cfg)
+    missing = [r for r in sorted(reqs) if not have.get(r, False)]
     if missing:
         return f"domain {instance.spec.name} lacks {', '.join(missing)}"
     return None
@@ -398,7 +400,7 @@ def execute_cell(
         timings["prepare_s"], timings["prepared_now"] = time.perf_counter() - t0, float(built)
         seed_everything(stable_seed("cell", req.seed))
         instance, seals, data_stats = make_instance(domain, cell.condition, cell.budget, req.seed, device)
-        why = missing_requirements(cell.algo_cls, instance)
+        why = missing_requirements(cell.algo_cls, instance, cell.algo_cfg)
         if why:
             return _finish(rec, "na", why)
         t1 = time.perf_counter()

@@ -7,12 +7,20 @@ reference and the common random numbers of :meth:`Policy.draw_noise` together.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Protocol
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from benchmark.api import Contexts, Policy, PreferencePairs, RunContext, Samples, Scorer
-from benchmark.objectives import bradley_terry_loss
+from benchmark.objectives import (
+    bradley_terry_loss,
+    clipped_surrogate_loss,
+    kl_k1,
+    kl_k3,
+    leave_one_out_advantages,
+)
 
 
 def logps_with_reference(
@@ -56,29 +64,103 @@ def should_log(ctx: RunContext, step: int, points: int = 100) -> bool:
     return step % every == 0 or step == ctx.budget.steps - 1
 
 
-def sequence_logp(policy: Policy, contexts: Contexts, samples: Samples, noise: object | None = None
-                  ) -> tuple[Tensor, Tensor]:
+def sequence_logp(policy: Policy, contexts: Contexts, samples: Samples, noise: object | None = None,
+                  rollin: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """(Σ_t log π(a_t|s_t), the per-step log-probs ``[B, T]``) of the step view: the exact
     likelihood where the domain has one, the surrogate on a horizon-1 surrogate view. Pass the same
-    ``noise`` (``Policy.draw_noise``) to compare two policies on common random numbers."""
+    ``noise`` (``Policy.draw_noise``) to compare two policies on common random numbers. ``rollin``
+    ``[B, T']`` (:func:`rollin_steps`, from step 0, cut or padded to T) marks the steps a dataset
+    reset forced, which are left out: only the policy's own continuation counts (DR-PO)."""
     lp, mask = policy.step_log_prob(contexts, samples, noise=noise)
     lp = lp * mask.to(lp.dtype)
+    if rollin is not None:
+        forced = F.pad(rollin.to(lp.device).bool(), (0, max(lp.shape[1] - rollin.shape[1], 0)))
+        lp = lp * (~forced[:, : lp.shape[1]]).to(lp.dtype)
     return lp.sum(-1), lp
 
 
+def rollin_steps(start: Samples) -> Tensor:
+    """The steps of the step view that a dataset reset from ``start`` (``Policy.rollin``) forces,
+    ``[B, T']`` bool from step 0: ``start.mask`` where the domain marks the kept prefix per step (the
+    text domain's response tokens, the robot's replayed actions), else none (``[B, 0]``: the image
+    domain's SDEdit restart, whose chain view already masks the denoising steps before the restart
+    and whose horizon-1 view is the policy's own denoised image)."""
+    if "mask" in start:
+        return start.mask.bool()
+    return torch.zeros(len(start), 0, dtype=torch.bool)
+
+
+def prompts_per_step(ctx: RunContext, per_prompt: int, wanted: int | None, reserve: int = 0) -> int:
+    """Prompts an online step may sample ``per_prompt`` times each: ``wanted`` (None: the preset's
+    batch size ÷ ``per_prompt``), fewer when the online-sample budget, less ``reserve`` samples kept
+    for later, would not last the steps left; 0 once it is spent."""
+    remaining = ctx.budget.online_samples - ctx.samples_used - reserve
+    steps_left = max(ctx.budget.steps - ctx.steps_done, 1)
+    wanted = wanted or max(ctx.budget.batch_size // per_prompt, 1)
+    affordable = remaining // (per_prompt * steps_left)
+    return min(wanted, max(affordable, 1)) if remaining >= per_prompt else 0
+
+
+class PolicyGradientConfig(Protocol):
+    """The fields of an RLHF-family config that :func:`rloo_update` reads (``baselines/rlhf.py``)."""
+
+    k: int
+    beta: float
+    kl_estimator: str
+    loss_type: str
+    ppo_epochs: int
+    clip_eps: float
+    normalize_advantages: bool
+    max_grad_norm: float
+
+
+def rloo_update(ctx: RunContext, cfg: PolicyGradientConfig, policy: Policy, reference: Policy, rm: Scorer,
+                opt: torch.optim.Optimizer, contexts: Contexts, samples: Samples, rollin: Tensor | None = None
+                ) -> tuple[Tensor, Tensor, Tensor]:
+    """RLHF's on-policy update on ``samples`` (``cfg.k`` per context, laid out as
+    ``contexts.repeat(k)``): R_i = r(x, y_i) − β·Σ_t KL_t, leave-one-out advantages, then
+    −A·log π (``loss_type="rloo"``) or PPO's clipped surrogate over ``ppo_epochs`` passes. log π is
+    the step view's sum (:func:`sequence_logp`) without the ``rollin`` steps when given (the KL
+    too: a dataset reset credits only the policy's continuation). Returns (rewards, KLs, the last
+    loss) for logging."""
+    rep = contexts.repeat(cfg.k)
+    noise = policy.draw_noise(rep, samples, generator=ctx.generator)  # common to π, π_old and π_ref
+    with torch.no_grad():
+        reward = rm(rep, samples).float()
+        old_logp, old_steps = sequence_logp(policy, rep, samples, noise, rollin)
+        _, ref_steps = sequence_logp(reference, rep, samples, noise, rollin)
+        estimate = kl_k1 if cfg.kl_estimator == "k1" else kl_k3
+        kl = estimate(old_steps, ref_steps.to(old_steps.device)).sum(-1)
+        total = reward.to(kl.device) - cfg.beta * kl
+        adv = leave_one_out_advantages(total.view(-1, cfg.k)).flatten()
+        if cfg.normalize_advantages:
+            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    policy.train()
+    for _ in range(cfg.ppo_epochs if cfg.loss_type == "ppo" else 1):
+        logp, _ = sequence_logp(policy, rep, samples, noise, rollin)
+        if cfg.loss_type == "ppo":
+            loss = clipped_surrogate_loss(logp, old_logp, adv, cfg.clip_eps).mean()
+        else:
+            loss = -(adv * logp).mean()
+        optimizer_step(opt, loss, policy.parameters(), cfg.max_grad_norm)
+    return reward, kl, loss.detach()
+
+
 def train_reward_model(ctx: RunContext, pairs: PreferencePairs, steps: int, lr_scale: float, holdout: float,
-                       kind: str = "reward", ensemble: int = 1) -> tuple[Scorer, float | None]:
+                       kind: str = "reward", ensemble: int = 1, model: Scorer | None = None
+                       ) -> tuple[Scorer, float | None]:
     """A Bradley–Terry reward model (Christiano et al. 2017; TRL's RewardTrainer),
     −log σ(r(x, y_w) − r(x, y_l)), on (1 − ``holdout``) of ``pairs``, for ``steps`` of the cell's
     step budget. ``kind="step_reward"`` scores a sample by the sum of its per-step rewards (the
     preference-based-RL segment model); ``ensemble`` members train on the same batches, from their
-    own initialisations. Returns the model and its pair accuracy on the held-out share (None when
-    there are fewer than 10 pairs to split)."""
+    own initialisations; ``model`` fine-tunes an existing scorer of that kind instead of a fresh one
+    (with a fresh optimiser). Returns the model and its pair accuracy on the held-out share (None
+    when there are fewer than 10 pairs to split)."""
     n = len(pairs)
     perm = torch.randperm(n, generator=ctx.generator)
     n_out = int(n * holdout) if n >= 10 else 0
     train, held = pairs.select(perm[n_out:]), pairs.select(perm[:n_out])
-    rm = ctx.domain.make_scorer(kind, ensemble=ensemble)
+    rm = ctx.domain.make_scorer(kind, ensemble=ensemble) if model is None else model.train()
     opt = ctx.optimizer(rm.parameters(), lr_scale)
 
     def score(b: PreferencePairs) -> tuple[Tensor, Tensor]:

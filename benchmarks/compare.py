@@ -1,6 +1,6 @@
-"""The offline seed methods' headline claims, tested on `benchmarks/quick.py` results (issue #15).
+"""The seed methods' headline claims, tested on `benchmarks/quick.py` results (issues #15, #16).
 
-    python benchmarks/compare.py            # reads benchmarks/results/*_quick*.json, writes offline_claims.{md,json}
+    python benchmarks/compare.py            # reads benchmarks/results/*_quick*.json, writes claims_quick.{md,json}
 
 Each claim compares a method with its baseline on one metric of one domain (and condition): the
 per-seed difference, paired by training seed (a cell is a function of code, config and seed, so
@@ -71,6 +71,25 @@ def _claims() -> list[Claim]:
               "iql", "d4rl_score", "dtr_robot_quick"),
         Claim("Tu et al. 2025 (DTR)", "(context, not the paper's claim) DTR against DPO", "robot", "dtr", "dpo",
               "normalized_score", "dtr_robot_quick"),
+        # the online seed methods (issue #16), text
+        Claim("Guo et al. 2024 (OAIF)", "online AI feedback beats offline DPO", "text", "oaif", "dpo",
+              "normalized_score", "online_text_quick"),
+        Claim("Guo et al. 2024 (OAIF)", "(context) OAIF against RLHF", "text", "oaif", "rlhf",
+              "normalized_score", "online_text_quick"),
+        Claim("Chang et al. 2024 (DR-PO)", "dataset resets: DR-PO ≥ RLHF", "text", "drpo", "rlhf",
+              "normalized_score", "online_text_quick"),
+        Claim("Krishna & Sahoo 2024 (FRFT)", "refitting the reward model on policy-near pairs beats RLHF", "text",
+              "inverse_alignment", "rlhf", "normalized_score", "online_text_quick"),
+        Claim("Zhang et al. 2024 (SELM)", "(context) SELM against offline DPO", "text", "selm", "dpo",
+              "normalized_score", "online_text_quick"),
+        Claim("Zhang et al. 2024 (SELM)", "the optimistic term helps: SELM beats iterative DPO (α = 0)", "text",
+              "selm", "selm (alpha=0.0)", "normalized_score", "online_text_quick",
+              baseline_file="online_set_text_quick"),
+        Claim("Guo et al. 2024 (OAIF)", "online feedback beats offline DPO, with the oracle as annotator", "text",
+              "oaif (annotator=oracle)", "dpo", "normalized_score", "online_set_text_quick",
+              baseline_file="online_text_quick"),
+        Claim("Zhai et al. 2024 (OSP)", "OSP beats DPO when offline data are scarce", "text", "osp [low-budget]",
+              "dpo [low-budget]", "normalized_score", "online_lowbudget_text_quick"),
     ]
     return out
 
@@ -128,11 +147,12 @@ KEY = {"text": ["normalized_score", "win_rate", "kl_to_ref", "diversity", "accur
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--results", type=Path, default=RESULTS)
-    ap.add_argument("--tag", default="offline_claims")
+    ap.add_argument("--tag", default="claims_quick")
     args = ap.parse_args()
     files = {p.stem: json.loads(p.read_text()) for p in sorted(args.results.glob("*_quick*.json"))}
+    files = {k: v for k, v in files.items() if isinstance(v, dict) and "entries" in v}  # quick.py outputs only
     rows = [test_claim(c, files) for c in CLAIMS]
-    lines = ["# The offline seed methods' claims (quick preset)", "",
+    lines = ["# The seed methods' claims (quick preset)", "",
              "Difference = method − baseline per training seed (paired), mean and 95% Student-t interval over "
              "seeds; verdict on the paper's predicted direction (higher is better for every metric here). "
              "Regenerate: `python benchmarks/compare.py`.", "",
@@ -149,7 +169,7 @@ def main() -> None:
     lines += ["", "## Every method, mean ± 95% interval half-width over seeds", ""]
     for name, res in files.items():
         dom = res.get("domain")
-        if name.startswith(("offline_", "dtr_", "noisy_")) and dom in KEY:
+        if name.startswith(("offline_", "dtr_", "noisy_", "online_")) and dom in KEY:
             threads = res.get("machine", {}).get("omp_num_threads", "unset")
             lines += entry_table(f"{name} ({dom}; OMP_NUM_THREADS {threads})", res, KEY[dom])
     (args.results / f"{args.tag}.md").write_text("\n".join(lines) + "\n")

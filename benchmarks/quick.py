@@ -3,6 +3,7 @@
     python benchmarks/quick.py --domain text                # reference, sft, dpo, ipo, kto; 3 seeds
     python benchmarks/quick.py --domain robot --seeds 5 --algos reference,dpo
     python benchmarks/quick.py --domain text --extra "dpo:beta=0.03" --extra "dpo:beta=0.3"
+    python benchmarks/quick.py --domain text --algos oaif,selm --set annotator=oracle --set alpha=0
 
 1. ``bench run --algo dpo --domain D`` from an empty cache (preparation included) and a second
    cell with the domain cached, as subprocesses (wall time of the whole command);
@@ -94,6 +95,7 @@ def main() -> None:
     ap.add_argument("--algos", default="reference,sft,dpo,ipo,kto")
     ap.add_argument("--conditions", default="default")
     ap.add_argument("--extra", action="append", default=[], help="ALGO:key=value[,key=value] on seed 0")
+    ap.add_argument("--set", action="append", default=[], help="key=value for every algorithm of the grid that has it")
     ap.add_argument("--cache", type=Path, default=None, help="reuse a preparation cache (default: a fresh one)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     ap.add_argument("--tag", default="", help="results file name (default: <domain>_quick)")
@@ -112,7 +114,8 @@ def main() -> None:
         print(f"first run {res['first_run_s']:.1f}s, cached run {res['cached_run_s']:.1f}s", flush=True)
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-m", "benchmark.cli", "grid", "--algos", args.algos, "--domains", args.domain,
-                    "--conditions", args.conditions, "--seeds", str(args.seeds)], env=env, check=True)
+                    "--conditions", args.conditions, "--seeds", str(args.seeds),
+                    *(x for kv in args.set for x in ("--set", kv))], env=env, check=True)
     for extra in args.extra:
         algo, _, sets = extra.partition(":")
         sets_args = [x for kv in sets.split(",") if kv for x in ("--set", kv)]

@@ -6,6 +6,7 @@ code. Everything runs on the ``smoke`` preset.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -313,8 +314,9 @@ def test_learning_direction(algo: str, domain: str, cache) -> None:
     move nothing."""
     dom, _ = _prepare(domain, cache)
     cell = resolve(CellRequest(algo, domain, preset=PRESET))
+    checked = dataclasses.replace(cell.algo_cfg, **cell.algo_cls.check_overrides)  # the config the check trains
     if missing := missing_requirements(cell.algo_cls, make_instance(dom, CONDITIONS["default"], cell.budget, 0,
-                                                                    torch.device("cpu"))[0]):
+                                                                    torch.device("cpu"))[0], checked):
         pytest.skip(f"n/a: {missing}")
     result = learning_direction(cell.algo_cls, cell.algo_cfg, dom, CONDITIONS["default"], cell.budget)
     assert result.probes >= 8

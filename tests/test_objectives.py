@@ -107,13 +107,51 @@ def test_dtr_maths_golden() -> None:
     torch.testing.assert_close(g, torch.tensor([[2.0, 2.5, 3.0, 0.0]]))
 
 
+def test_osp_ranked_pairs_golden() -> None:
+    """Rewards [[0.1, 0.4, 0.3, 0.2], [5, 5, 1, 2]], K = 4. Prompt 0 ranks candidates 1, 2, 3, 0;
+    prompt 1 (tie at 5: the earlier first) ranks 0, 1, 3, 2, i.e. flat 4, 5, 7, 6. Mirrored pairs
+    (rank 0, rank 3) with gap 3 → p = ½ + ½·3/3 = 1 and (rank 1, rank 2) with gap 1 → p = ½ + ½/3 = 2/3:
+    winners [1, 2, 4, 5], losers [0, 3, 6, 7]. All pairs: 6 per prompt; with p_max = 0.9 the pair
+    (rank 0, rank 2) has p = 0.5 + 0.4·2/3 = 0.7667."""
+    r = torch.tensor([[0.1, 0.4, 0.3, 0.2], [5.0, 5.0, 1.0, 2.0]])
+    win, lose, p = O.ranked_pairs(r)
+    assert win.tolist() == [1, 2, 4, 5] and lose.tolist() == [0, 3, 6, 7]
+    torch.testing.assert_close(p, torch.tensor([1.0, 2 / 3, 1.0, 2 / 3]))
+    win, lose, p = O.ranked_pairs(r, mirror=False, max_strength=0.9)
+    assert len(win) == 12 and win[:3].tolist() == [1, 1, 1] and lose[:3].tolist() == [2, 3, 0]
+    assert p[1].item() == pytest.approx(0.5 + 0.4 * 2 / 3)
+    assert (r.flatten()[win] >= r.flatten()[lose]).all()
+
+
 def test_dpo_sigmoid_golden() -> None:
     h = O.logratio_margin(PI_W, PI_L, REF_W, REF_L)
     assert O.dpo_loss(h, 0.1).item() == pytest.approx(0.620957, abs=1e-6)
 
 
+def test_pair_proximity_golden() -> None:
+    """f_π = (1, 0). Pair 0: f_w = (1, 0) (cos 1), f_l = (0, 2) (cos 0) → ½(1 + 0) = 0.5.
+    Pair 1: f_π = (3, 4), f_w = (3, 4) (cos 1), f_l = (4, 3): cos = (12 + 12)/(5·5) = 0.96
+    → ½(1 + 0.96) = 0.98. Pair 2: f_π = 0 → cos 0 for both → 0."""
+    pi = torch.tensor([[1.0, 0.0], [3.0, 4.0], [0.0, 0.0]])
+    w = torch.tensor([[1.0, 0.0], [3.0, 4.0], [1.0, 1.0]])
+    lose = torch.tensor([[0.0, 2.0], [4.0, 3.0], [1.0, -1.0]])
+    torch.testing.assert_close(O.pair_proximity(pi, w, lose), torch.tensor([0.5, 0.98, 0.0]))
+
+
 def test_hinge_golden() -> None:
     assert O.hinge_loss(torch.tensor([1.5]), 0.1).item() == pytest.approx(0.85, abs=1e-6)
+
+
+def test_optimistic_dpo_golden() -> None:
+    """SELM: h = 1.5, β = 0.1 gives the DPO part −log σ(0.15) = log(1 + e^−0.15) = 0.620957; the
+    exploration term α·β·ρ with α = 0.5, ρ = 2 adds 0.5·0.1·2 = 0.1 → 0.720957; α = 0 is DPO; its
+    gradient in ρ is +α·β = 0.05 (descent lowers ρ_θ(y_ref))."""
+    rho = torch.tensor([2.0], requires_grad=True)
+    loss = O.optimistic_dpo_loss(torch.tensor([1.5]), rho, 0.1, 0.5)
+    assert loss.item() == pytest.approx(0.720957, abs=1e-6)
+    assert O.optimistic_dpo_loss(torch.tensor([1.5]), rho, 0.1, 0.0).item() == pytest.approx(0.620957, abs=1e-6)
+    loss.sum().backward()
+    assert rho.grad.item() == pytest.approx(0.05)
 
 
 def test_robust_golden() -> None:

@@ -66,23 +66,23 @@ class DecisionTransformerPolicy(Policy):
         return self.embed(torch.cat(x, -1))
 
     def dist_params(self, obs: Tensor, prev_actions: Tensor, goals: Tensor, cond: Tensor | None,
-                    last_only: bool = False) -> tuple[Tensor, Tensor]:
-        """(μ, log σ) ``[B, T, A]`` for histories ``obs``/``prev_actions`` ``[B, T, ...]`` and goals
-        ``[B, T]`` (``last_only``: for the last step only, ``[B, 1, A]``)."""
-        k, t = self.context_len, obs.shape[1]
-        tokens = self._tokens(obs, prev_actions, goals, cond)  # [B, T, W]
-        if last_only:  # the window ending at the last step, unpadded
-            tokens, pad = tokens[:, -k:][:, None], torch.zeros(1, dtype=torch.long, device=obs.device)
-        else:  # every step's window; slots before the sample's first step are padding
-            tokens, pad = step_windows(tokens, k), k - 1 - torch.arange(t, device=obs.device).clamp(max=k - 1)
-        b, n, w = tokens.shape[:3]
-        j = torch.arange(w, device=obs.device)[None, :]
-        valid, pos = j >= pad[:, None], (j - pad[:, None]).clamp_min(0)  # [n, w]
-        h = (tokens + self.position(pos)).reshape(b * n, w, -1)
-        h = self.body(h, src_key_padding_mask=~valid.repeat(b, 1))
+                    steps: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(μ, log σ) ``[B, n, A]`` at the query ``steps`` ``[B, n]`` (None: every step, n = T) of
+        histories ``obs``/``prev_actions`` ``[B, T, ...]`` and goals ``[B, T]``; each query reads the
+        window of K steps ending at it."""
+        k, (b, t) = self.context_len, obs.shape[:2]
+        if steps is None:
+            steps = torch.arange(t, device=obs.device).expand(b, t)
+        rows = torch.arange(b, device=obs.device)[:, None]
+        windows = step_windows(self._tokens(obs, prev_actions, goals, cond), k)[rows, steps]  # [B, n, K, W]
+        n = steps.shape[1]
+        pad = (k - 1 - steps.clamp(max=k - 1))[..., None]  # window slots before the sample's first step
+        j = torch.arange(k, device=obs.device)
+        valid, pos = j >= pad, (j - pad).clamp_min(0)  # [B, n, K]
+        h = (windows + self.position(pos)).reshape(b * n, k, -1)
+        h = self.body(h, src_key_padding_mask=~valid.reshape(b * n, k))
         delta_mu, delta_log_std = self.head(h[:, -1]).reshape(b, n, -1).chunk(2, dim=-1)
-        base_obs = obs[:, -1:] if last_only else obs
-        mu, log_std = self.base.dist_params(base_obs, cond[:, None, :] if self.base.cond_dim else None)
+        mu, log_std = self.base.dist_params(obs[rows, steps], cond[:, None, :] if self.base.cond_dim else None)
         # the base's bounds (identities at Δ = 0, where the base already lies inside them)
         return ((mu + delta_mu).clamp(-PRE_TANH_LIMIT, PRE_TANH_LIMIT),
                 (log_std + delta_log_std).clamp(LOG_STD_MIN, LOG_STD_MAX))
@@ -98,23 +98,28 @@ class DecisionTransformerPolicy(Policy):
         return obs, actions, prev, g, cond
 
     def step_log_prob_given(self, contexts: Contexts, samples: Samples, goals: Tensor | None = None,
-                            with_mode: bool = False) -> tuple[Tensor, ...]:
-        """Per-step log π(a_t | window_t, g) ``[B, T]`` and the mask, with per-step ``goals``
-        ``[B, T]`` (training: the in-dataset rates) or the fixed ``target_goal`` (None);
-        ``with_mode`` adds tanh(μ) ``[B, T, A]`` from the same forward pass (DTR's â)."""
+                            with_mode: bool = False, steps: Tensor | None = None) -> tuple[Tensor, ...]:
+        """Per-step log π(a_t | window_t, g) and the mask, ``[B, n]`` at the query ``steps``
+        ``[B, n]`` (None: every step), with per-step ``goals`` ``[B, T]`` (training: the in-dataset
+        rates) or the fixed ``target_goal`` (None); ``with_mode`` adds tanh(μ) ``[B, n, A]`` from the
+        same forward pass (DTR's â)."""
         obs, actions, prev, g, cond = self._history(contexts, samples, goals)
-        mu, log_std = self.dist_params(obs, prev, g, cond)
+        mu, log_std = self.dist_params(obs, prev, g, cond, steps)
+        mask = samples.mask.to(mu.device).bool()
+        if steps is not None:
+            rows = torch.arange(len(actions), device=mu.device)[:, None]
+            actions, mask = actions[rows, steps], mask[rows, steps]
         a = clip_actions(actions)
         u = torch.atanh(a)
         z = (u - mu) / log_std.exp()
         lp = (-0.5 * z**2 - log_std - 0.5 * math.log(2 * math.pi) - torch.log1p(-a**2)).sum(-1)
-        mask = samples.mask.to(lp.device).bool()
         return (lp * mask, mask, torch.tanh(mu)) if with_mode else (lp * mask, mask)
 
-    def mode_actions(self, contexts: Contexts, samples: Samples, goals: Tensor | None = None) -> Tensor:
-        """tanh(μ) at every step ``[B, T, A]``: the deterministic action (DTR's â for its critic)."""
+    def mode_actions(self, contexts: Contexts, samples: Samples, goals: Tensor | None = None,
+                     steps: Tensor | None = None) -> Tensor:
+        """tanh(μ) ``[B, n, A]`` at the query ``steps`` (None: every step): the deterministic action."""
         obs, _, prev, g, cond = self._history(contexts, samples, goals)
-        return torch.tanh(self.dist_params(obs, prev, g, cond)[0])
+        return torch.tanh(self.dist_params(obs, prev, g, cond, steps)[0])
 
     def step_log_prob(self, contexts: Contexts, samples: Samples, *, noise: Noise | None = None
                       ) -> tuple[Tensor, Tensor]:
@@ -142,7 +147,8 @@ class DecisionTransformerPolicy(Policy):
             o = torch.stack(state["obs"][-k:], 1)
             p = torch.stack(state["prev"][-k:], 1)
             cond = rows.cond.to(dev).float() if self.base.cond_dim else None
-            mu, log_std = self.dist_params(o, p, self.target_goal.expand(o.shape[:2]), cond, last_only=True)
+            last = torch.full((len(o), 1), o.shape[1] - 1, device=dev)
+            mu, log_std = self.dist_params(o, p, self.target_goal.expand(o.shape[:2]), cond, last)
             eps = torch.randn(mu[:, 0].shape, generator=generator).to(dev)
             a = clip_actions(torch.tanh(mu[:, 0] + log_std[:, 0].exp() * eps))
             state["prev"].append(a)
