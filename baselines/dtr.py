@@ -51,7 +51,7 @@ from benchmark.objectives import (
     return_to_go_rate,
 )
 from benchmark.policies.decision import DecisionTransformerPolicy
-from benchmark.training import optimizer_step, should_log, train_reward_model
+from benchmark.training import offline_samples, optimizer_step, should_log, step_reward_ensemble
 
 
 @dataclass
@@ -121,14 +121,9 @@ class DTR(Algorithm):
     paper = "Tu et al. 2025, In-Dataset Trajectory Return Regularization for Offline Preference-based RL"
 
     def train(self, ctx: RunContext, cfg: DTRConfig) -> Policy:
-        off = ctx.domain.offline
-        rm_steps = max(1, round(ctx.budget.steps * cfg.rm_fraction))
-        rm, accuracy = train_reward_model(ctx, off.pairs, rm_steps, cfg.rm_lr_scale, cfg.rm_holdout,
-                                          kind="step_reward", ensemble=cfg.rm_ensemble)
-        if accuracy is not None:
-            ctx.report(rm_heldout_accuracy=accuracy)
-        contexts = Batch.cat([off.pairs.contexts, off.pairs.contexts, off.singles.contexts, off.demos.contexts])
-        samples = Batch.cat([off.pairs.chosen, off.pairs.rejected, off.singles.samples, off.demos.samples])
+        rm = step_reward_ensemble(ctx, ctx.domain.offline.pairs, cfg.rm_fraction, cfg.rm_lr_scale, cfg.rm_holdout,
+                                  cfg.rm_ensemble)
+        contexts, samples = offline_samples(ctx.domain.offline)
         mask = samples.mask.bool()
         with torch.no_grad():
             raw = torch.cat([rm(contexts[i : i + 256], samples[i : i + 256]).float().cpu()

@@ -33,7 +33,7 @@ from torch import Tensor
 from benchmark.api import Algorithm, Batch, Policy, RunContext, Scorer
 from benchmark.objectives import awr_weights, expectile_loss
 from benchmark.steps import step_view
-from benchmark.training import optimizer_step, should_log, train_reward_model
+from benchmark.training import offline_samples, optimizer_step, should_log, step_reward_ensemble
 
 
 @dataclass
@@ -79,14 +79,9 @@ class IQL(Algorithm):
     paper = "Kostrikov et al. 2022, IQL; Venkataraman, Wang et al. 2024, offline RL from VLM feedback"
 
     def train(self, ctx: RunContext, cfg: IQLConfig) -> Policy:
-        off = ctx.domain.offline
-        rm_steps = max(1, round(ctx.budget.steps * cfg.rm_fraction))
-        rm, accuracy = train_reward_model(ctx, off.pairs, rm_steps, cfg.rm_lr_scale, cfg.rm_holdout,
-                                          kind="step_reward", ensemble=cfg.rm_ensemble)
-        if accuracy is not None:
-            ctx.report(rm_heldout_accuracy=accuracy)
-        contexts = Batch.cat([off.pairs.contexts, off.pairs.contexts, off.singles.contexts, off.demos.contexts])
-        samples = Batch.cat([off.pairs.chosen, off.pairs.rejected, off.singles.samples, off.demos.samples])
+        rm = step_reward_ensemble(ctx, ctx.domain.offline.pairs, cfg.rm_fraction, cfg.rm_lr_scale, cfg.rm_holdout,
+                                  cfg.rm_ensemble)
+        contexts, samples = offline_samples(ctx.domain.offline)
         rewards = self._relabel(ctx, rm, contexts, samples, cfg)
         return self._iql(ctx, cfg, contexts, samples, rewards)
 

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from benchmark.api import Contexts, Policy, PreferencePairs, RunContext, Samples, Scorer
+from benchmark.api import Batch, Contexts, OfflineData, Policy, PreferencePairs, RunContext, Samples, Scorer
 from benchmark.objectives import (
     bradley_terry_loss,
     clipped_surrogate_loss,
@@ -179,3 +179,25 @@ def train_reward_model(ctx: RunContext, pairs: PreferencePairs, steps: int, lr_s
     with torch.no_grad():
         r_w, r_l = score(held)
     return rm, float((r_w > r_l).float().mean())
+
+
+def step_reward_ensemble(ctx: RunContext, pairs: PreferencePairs, fraction: float, lr_scale: float, holdout: float,
+                         members: int) -> Scorer:
+    """The per-step reward ensemble of offline preference-based RL (IQL, DTR): ``members``
+    ``step_reward`` models fitted by :func:`train_reward_model` for ``fraction`` of the step budget;
+    their held-out pair accuracy is reported as ``train/rm_heldout_accuracy``."""
+    steps = max(1, round(ctx.budget.steps * fraction))
+    rm, accuracy = train_reward_model(ctx, pairs, steps, lr_scale, holdout, kind="step_reward", ensemble=members)
+    if accuracy is not None:
+        ctx.report(rm_heldout_accuracy=accuracy)
+    return rm
+
+
+def offline_samples(offline: OfflineData) -> tuple[Contexts, Samples]:
+    """Every sample of the offline data with its context: both sides of the pairs, the thumbs-rated
+    singles and the demonstrations (the transitions offline RL learns from on the step view)."""
+    contexts = Batch.cat([offline.pairs.contexts, offline.pairs.contexts, offline.singles.contexts,
+                          offline.demos.contexts])
+    samples = Batch.cat([offline.pairs.chosen, offline.pairs.rejected, offline.singles.samples,
+                         offline.demos.samples])
+    return contexts, samples
