@@ -35,7 +35,7 @@ from benchmark.feedback import InvertedJudge, RaterChannel, RaterPopulation
 from benchmark.presets import DEFAULT_PRESET, check_preset
 from benchmark.progress import Progress
 from benchmark.registry import ALGORITHMS, DOMAINS, get_condition
-from benchmark.seal import CountingJudge, SampleMeter, SealedCall, SealedFeedback, release, seal
+from benchmark.seal import CountingJudge, SampleMeter, SealedCall, SealedFeedback, release, seal, training_meter
 from benchmark.store import Record, Store, describe_owner
 
 # ---------------------------------------------------------------------------------------------
@@ -354,7 +354,8 @@ def train_cell(cell: Cell, domain: Domain, instance: DomainInstance, meter_handl
     with progress.task(f"train {req.algo}", cell.budget.steps) as task:
         ctx = RunContext(domain=instance, budget=cell.budget, generator=generator, device=device, seed=req.seed,
                          reporter=_StepReporter(task), meter=meter_handle)
-        policy = cell.algo_cls().train(ctx, cell.algo_cfg)
+        with training_meter(meter_handle):  # samples of policies the algorithm builds itself count too
+            policy = cell.algo_cls().train(ctx, cell.algo_cfg)
     if fingerprint(domain.reference) != before:
         raise CellFailed("the evaluator's reference policy changed during training; an algorithm must train "
                          "the policies of make_policy(), never the reference")

@@ -16,15 +16,18 @@ process (``bench submit``, a later issue).
 **Online samples are metered where they are drawn.** Every :class:`~benchmark.api.Policy`
 subclass's ``sample`` is wrapped (``Policy.__init_subclass__``) to charge the policy's
 :class:`SampleMeter`, which the runner attaches to the reference copy and to every policy
-``make_policy`` returns, so calling ``policy.sample`` directly is counted as ``ctx.sample`` is.
+``make_policy`` returns, so calling ``policy.sample`` directly is counted as ``ctx.sample`` is;
+during training, a policy the algorithm built itself (no meter of its own) is charged to the cell,
+and a sealed simulator rolls out only inside a ``Policy.sample`` call (never directly, uncounted).
 """
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import itertools
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from torch import Tensor
@@ -90,19 +93,39 @@ class SampleMeter:
 
 
 _IN_SAMPLE: contextvars.ContextVar[bool] = contextvars.ContextVar("prefbench_in_sample", default=False)
+_TRAINING_METER: contextvars.ContextVar[int | None] = contextvars.ContextVar("prefbench_training_meter",
+                                                                              default=None)
+
+
+@contextlib.contextmanager
+def training_meter(handle: int) -> Iterator[None]:
+    """While an algorithm trains (the runner's side): a ``Policy.sample`` of a policy that carries
+    no meter of its own (one the algorithm built itself) is charged to the cell's meter."""
+    token = _TRAINING_METER.set(handle)
+    try:
+        yield
+    finally:
+        _TRAINING_METER.reset(token)
+
+
+def in_policy_sample() -> bool:
+    """Whether a ``Policy.sample`` call is running (sealed simulators roll out only then)."""
+    return _IN_SAMPLE.get()
 
 
 def metered(fn: Any) -> Any:
-    """Wrap a ``Policy.sample`` implementation so that it charges the policy's meter (once, even
-    when one policy's ``sample`` calls another's)."""
+    """Wrap a ``Policy.sample`` implementation so that it charges the policy's meter, or during
+    training the cell's (:func:`training_meter`), once, even when one policy's ``sample`` calls
+    another's."""
     if getattr(fn, "_prefbench_metered", False):
         return fn
 
     def sample(self: Any, contexts: Contexts, num: int = 1, **kwargs: Any) -> Samples:
-        handle = self.__dict__.get("_sample_meter")
-        if handle is None or _IN_SAMPLE.get():
+        if _IN_SAMPLE.get():
             return fn(self, contexts, num, **kwargs)
-        opened(handle).charge(len(contexts) * num)
+        handle = self.__dict__.get("_sample_meter") or _TRAINING_METER.get()
+        if handle is not None:
+            opened(handle).charge(len(contexts) * num)
         token = _IN_SAMPLE.set(True)
         try:
             return fn(self, contexts, num, **kwargs)

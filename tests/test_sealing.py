@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import torch
 
-from benchmark.api import Algorithm, BudgetExceeded, RunContext
+from benchmark.api import Algorithm, BudgetExceeded, Policy, RunContext
 from benchmark.domain import Domain, OfflinePool, Oracle
 from benchmark.evaluation import Evaluator
 from benchmark.feedback import RaterChannel
@@ -180,8 +180,34 @@ class Cheater(Algorithm):
                 out["recorded_rewards"] = True
             except TypeError:
                 out["recorded_rewards"] = False
+            try:  # a rollout straight from the simulator, not through a (metered) Policy.sample
+                sim.rollout(contexts[:1], policy.rollout_act(generator=ctx.generator))
+                out["direct_rollout"] = "ran"
+            except PermissionError:
+                out["direct_rollout"] = "refused"
+            before = ctx.samples_used  # a policy of the algorithm's own, with no meter attached
+            try:  # the budget is spent by now (above), so a charge is refused
+                _OwnPolicy(sim, policy.rollout_act(generator=ctx.generator)).sample(contexts[:2], 1,
+                                                                                   generator=ctx.generator)
+                out["own_policy_charged"] = ctx.samples_used - before
+            except BudgetExceeded:
+                out["own_policy_charged"] = "over budget"
         FOUND["cheater"] = out
         return policy
+
+
+class _OwnPolicy(Policy):
+    """A policy an algorithm builds itself around a simulator: no meter is attached to it."""
+
+    def __init__(self, simulator, act):
+        super().__init__()
+        self.simulator, self.act = simulator, act
+
+    def sample(self, contexts, num=1, *, generator, start=None):
+        return self.simulator.rollout(contexts.repeat(num), self.act)
+
+    def log_prob(self, contexts, samples, *, noise=None):
+        raise NotImplementedError
 
 
 @pytest.fixture()
@@ -224,6 +250,8 @@ def test_the_routes_found_on_review_are_closed(name: str, probes, home, cache) -
     assert not {"rewards", "infos/success", "quality", "ref_scores"} & set(out["trajectory_fields"])
     if "simulator_has_replay" in out:
         assert out["simulator_has_replay"] is False and out["recorded_rewards"] is False
+        assert out["direct_rollout"] == "refused", "a simulator rollout outside Policy.sample is not counted"
+        assert out["own_policy_charged"] in (2, "over budget"), "a policy the algorithm builds is charged in training"
     assert rec.online_samples == rec.metrics["online_samples_used"] <= resolve(
         CellRequest("test-cheater", name, preset="smoke")).budget.online_samples
 

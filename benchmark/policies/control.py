@@ -74,8 +74,11 @@ class SealedSimulator(Simulator):
         self._handle = seal(simulator, weak=True)
 
     def rollout(self, contexts: Contexts, act: Any, *, forced: Samples | None = None) -> Samples:
-        from benchmark.seal import opened
+        from benchmark.seal import in_policy_sample, opened
 
+        if not in_policy_sample():
+            raise PermissionError("a sealed simulator rolls out only inside Policy.sample, which charges the "
+                                  "online-sample budget: call policy.sample(...) or ctx.sample(...)")
         return opened(self._handle).rollout(contexts, act, forced=forced)
 
 
