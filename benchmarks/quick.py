@@ -4,6 +4,7 @@
     python benchmarks/quick.py --domain robot --seeds 5 --algos reference,dpo
     python benchmarks/quick.py --domain text --extra "dpo:beta=0.03" --extra "dpo:beta=0.3"
     python benchmarks/quick.py --domain text --algos oaif,selm --set annotator=oracle --set alpha=0
+    python benchmarks/quick.py --domain robot --work /tmp/prefbench-robot-quick-XXXX   # continue a stopped run
 
 1. ``bench run --algo dpo --domain D`` from an empty cache (preparation included) and a second
    cell with the domain cached, as subprocesses (wall time of the whole command);
@@ -100,9 +101,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     ap.add_argument("--tag", default="", help="results file name (default: <domain>_quick)")
     ap.add_argument("--no-timing", action="store_true", help="skip the timed first and cached `bench run`")
+    ap.add_argument("--work", type=Path, default=None,
+                    help="the work folder of an earlier run to continue (its done cells are kept)")
     args = ap.parse_args()
     tag = args.tag or f"{args.domain}_quick"
-    work = Path(tempfile.mkdtemp(prefix=f"prefbench-{args.domain}-quick-"))
+    work = args.work or Path(tempfile.mkdtemp(prefix=f"prefbench-{args.domain}-quick-"))
     env = {**os.environ, "PREFBENCH_HOME": str(work / "home"), "PREFBENCH_CACHE": str(args.cache or work / "cache")}
     res: dict = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                              "load_at_start": os.getloadavg()[0],
