@@ -90,6 +90,14 @@ def _claims() -> list[Claim]:
               baseline_file="online_text_quick"),
         Claim("Zhai et al. 2024 (OSP)", "OSP beats DPO when offline data are scarce", "text", "osp [low-budget]",
               "dpo [low-budget]", "normalized_score", "online_lowbudget_text_quick"),
+        # robot (annotator = the oracle: robot has no judge)
+        Claim("Chang et al. 2024 (DR-PO)", "dataset resets: DR-PO ≥ RLHF", "robot", "drpo", "rlhf",
+              "normalized_score", "online_robot_quick"),
+        Claim("Krishna & Sahoo 2024 (FRFT)", "refitting the reward model on policy-near pairs beats RLHF", "robot",
+              "inverse_alignment", "rlhf", "normalized_score", "online_robot_quick"),
+        Claim("Guo et al. 2024 (OAIF)", "online feedback beats offline DPO, with the oracle as annotator", "robot",
+              "oaif (annotator=oracle)", "dpo", "normalized_score", "online_robot_quick",
+              baseline_file="dtr_robot_quick"),
     ]
     return out
 
