@@ -26,11 +26,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from torch import Tensor
 
 from benchmark.api import Algorithm, Contexts, Policy, RunContext, Samples
 from benchmark.data import sample_keys
-from benchmark.objectives import dpo_loss, hinge_loss, ipo_loss, logratio_margin
+from benchmark.objectives import direct_alignment_loss, logratio_margin
 from benchmark.training import optimizer_step, pair_logps, should_log
 
 #: What each annotator consumes (``Algorithm.requirements``).
@@ -66,14 +65,6 @@ class OAIFConfig:
             raise ValueError(f"beta must be > 0, got {self.beta}")
 
 
-def daa_loss(h: Tensor, cfg: OAIFConfig) -> Tensor:
-    """The configured direct-alignment loss of log-ratio margins h = ρ_w − ρ_l."""
-    if cfg.loss_type == "dpo":
-        return dpo_loss(h, cfg.beta)
-    if cfg.loss_type == "ipo":
-        return ipo_loss(h, cfg.beta)
-    return hinge_loss(h, cfg.beta)
-
 
 class OAIF(Algorithm):
     name = "oaif"
@@ -103,7 +94,7 @@ class OAIF(Algorithm):
                 continue  # no distinct, untied pair this step
             pi_w, pi_l, ref_w, ref_l = pair_logps(policy, ctx.domain.reference, *pair, ctx.generator)
             h = logratio_margin(pi_w, pi_l, ref_w, ref_l)
-            loss = daa_loss(h, cfg).mean()
+            loss = direct_alignment_loss(h, cfg.loss_type, cfg.beta).mean()
             optimizer_step(opt, loss, policy.parameters(), cfg.max_grad_norm)
             if should_log(ctx, step):
                 ctx.log(step, loss=float(loss.detach()), pairs=len(h),

@@ -37,11 +37,9 @@ from benchmark.api import Algorithm, Policy, PreferencePairs, RunContext
 from benchmark.data import sample_keys
 from benchmark.objectives import (
     best_and_worst,
-    dpo_loss,
-    hinge_loss,
+    direct_alignment_loss,
     implicit_reward,
     implicit_reward_margin,
-    ipo_loss,
     logratio_margin,
     select_by_margin,
 )
@@ -91,14 +89,6 @@ class SeRAConfig:
         if self.bootstrap_prompts is not None and self.bootstrap_prompts < 0:
             raise ValueError(f"bootstrap_prompts must be >= 0, got {self.bootstrap_prompts}")
 
-
-def daa_loss(h: Tensor, cfg: SeRAConfig) -> Tensor:
-    """The configured direct-alignment loss of log-ratio margins h = ρ_w − ρ_l."""
-    if cfg.base_loss == "dpo":
-        return dpo_loss(h, cfg.beta)
-    if cfg.base_loss == "ipo":
-        return ipo_loss(h, cfg.beta)
-    return hinge_loss(h, cfg.beta)
 
 
 class SeRA(Algorithm):
@@ -181,7 +171,7 @@ class SeRA(Algorithm):
             pi_w, pi_l, ref_w, ref_l = pair_logps(policy, ctx.domain.reference, b.contexts, b.chosen,
                                                   b.rejected, ctx.generator)
             h = logratio_margin(pi_w, pi_l, ref_w, ref_l)
-            loss = daa_loss(h, cfg).mean()
+            loss = direct_alignment_loss(h, cfg.base_loss, cfg.beta).mean()
             optimizer_step(opt, loss, policy.parameters(), cfg.max_grad_norm)
             if should_log(ctx, step):
                 ctx.log(step, loss=float(loss.detach()), reward_margin=float(cfg.beta * h.detach().mean()),

@@ -47,6 +47,18 @@ def ipo_loss(h: Tensor, tau: float) -> Tensor:
     return (h - 1 / (2 * tau)) ** 2
 
 
+def direct_alignment_loss(h: Tensor, kind: str, beta: float) -> Tensor:
+    """The direct-alignment loss ``kind`` of log-ratio margins h = ρ_w − ρ_l: ``dpo`` −log σ(βh),
+    ``ipo`` (h − 1/(2β))² (unnormalised), ``hinge`` (SLiC) max(0, 1 − βh)."""
+    if kind == "dpo":
+        return dpo_loss(h, beta)
+    if kind == "ipo":
+        return ipo_loss(h, beta)
+    if kind == "hinge":
+        return hinge_loss(h, beta)
+    raise ValueError(f"unknown direct-alignment loss {kind!r}; use dpo, ipo or hinge")
+
+
 def soft_preference_loss(h: Tensor, beta: float, p: Tensor) -> Tensor:
     """Cross-entropy with a soft target p = P(w ≻ l): −p log σ(βh) − (1−p) log σ(−βh)
     (OSP's SPCE; tie labels 0.5 in Bradley–Terry reward fitting)."""

@@ -263,3 +263,13 @@ def test_paired_metrics_are_antisymmetric(rows: list[tuple[float, float]]) -> No
     assert fwd["gold_gain"] == pytest.approx(-back["gold_gain"], abs=1e-9)
     assert fwd["normalized_score"] == pytest.approx(-back["normalized_score"], abs=1e-7)
     assert fwd["win_rate"] == pytest.approx(1 - back["win_rate"], abs=1e-9)
+
+
+def test_direct_alignment_loss_dispatches_to_the_named_loss() -> None:
+    """h = 1.5, β = 0.1: dpo 0.620957, hinge 0.85, ipo (1.5 − 5)² = 12.25; an unknown name raises."""
+    h = torch.tensor([1.5])
+    assert O.direct_alignment_loss(h, "dpo", 0.1).item() == pytest.approx(0.620957, abs=1e-6)
+    assert O.direct_alignment_loss(h, "hinge", 0.1).item() == pytest.approx(0.85, abs=1e-6)
+    assert O.direct_alignment_loss(h, "ipo", 0.1).item() == pytest.approx(12.25, abs=1e-6)
+    with pytest.raises(ValueError):
+        O.direct_alignment_loss(h, "kto", 0.1)
