@@ -430,12 +430,29 @@ def grid_cmd(
     domain_sets: Annotated[
         list[str] | None, typer.Option("--domain-set", help="Domain config override key=value.")] = None,
     budget_sets: Annotated[list[str] | None, typer.Option("--budget", help="Budget override key=value.")] = None,
-    executor: Annotated[str, typer.Option("--executor", "-e", help="local (in-process) | process (a pool)")
-                        ] = "local",
+    executor: Annotated[str, typer.Option("--executor", "-e", help="local (in-process) | process (a pool) | ray "
+                                          "(a Ray cluster; the ray extra) | slurm (job arrays via submitit; the "
+                                          "slurm extra)")] = "local",
     workers: Annotated[int | None, typer.Option("--workers", "-j", help="Worker processes (process executor; "
                                                 "default: the number of cores).")] = None,
     threads: Annotated[int | None, typer.Option("--threads", help="torch threads per worker (process "
                                                 "executor; default: cores ÷ workers).")] = None,
+    address: Annotated[str | None, typer.Option("--address", help="ray: the cluster to join (host:port, or "
+                                                "'auto'); default: start a local one.")] = None,
+    cpus_per_cell: Annotated[float | None, typer.Option("--cpus-per-cell", help="ray/slurm: CPUs each cell "
+                                                        "reserves (default 1).")] = None,
+    gpus_per_cell: Annotated[float | None, typer.Option("--gpus-per-cell", help="ray/slurm: GPUs each cell "
+                                                        "reserves (default 0).")] = None,
+    partition: Annotated[str | None, typer.Option("--partition", help="slurm: the partition to submit to.")] = None,
+    time_limit: Annotated[int | None, typer.Option("--time-limit", help="slurm: minutes per cell job "
+                                                   "(default 60).")] = None,
+    mem_gb: Annotated[float | None, typer.Option("--mem-gb", help="slurm: memory per cell job in GB "
+                                                 "(default 8).")] = None,
+    slurm_backend: Annotated[str | None, typer.Option("--slurm-backend", help="slurm: 'slurm' (sbatch), or "
+                                                      "'local' (submitit's local executor, same code path, "
+                                                      "no cluster); default: slurm.")] = None,
+    logs_dir: Annotated[Path | None, typer.Option("--logs-dir", help="slurm: where submitit writes job "
+                                                  "scripts and logs (default <home>/slurm).")] = None,
     store: StoreOpt = None,
     cache: Annotated[Path | None, typer.Option("--cache", help="Preparation cache directory.")] = None,
     device: Annotated[str | None, typer.Option("--device", help="cpu | cuda (default $PREFBENCH_DEVICE or cpu)")
@@ -474,7 +491,9 @@ def grid_cmd(
         fail("no algorithm or no domain of the grid can be loaded (see the warnings above)")
     cond_names = parse_conditions(conditions)
     seed_list = _parse_seeds(seeds)
-    ex = get_executor(executor, workers)
+    ex = get_executor(executor, workers, address=address, cpus_per_cell=cpus_per_cell, gpus_per_cell=gpus_per_cell,
+                      partition=partition, time_limit=time_limit, mem_gb=mem_gb, slurm_backend=slurm_backend,
+                      logs_dir=None if logs_dir is None else str(logs_dir))
     if threads is not None and threads < 1:
         fail(f"--threads {threads}: use a positive number")
     sets = list(sets or ())

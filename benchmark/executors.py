@@ -14,8 +14,11 @@ never run the same cell: each claims its cells first and waits for those another
   cell in flight; those cells are re-run one at a time in a fresh pool, so only the cell that
   crashes again is marked failed, with the reason, never the others.
 
-Ray and Slurm (submitit) executors are meant to plug in behind the same interface
-(``Executor.run``; register them in :data:`EXECUTORS`) as optional extras.
+- ``ray`` (``benchmark/ray_executor.py``, the ``ray`` extra) and ``slurm``
+  (``benchmark/slurm_executor.py``, the ``slurm`` extra, through submitit): the same interface,
+  imported only when chosen. Executor-specific options (``--address``, ``--slurm-partition``, …)
+  reach the executor's constructor as keyword arguments; an option the chosen executor does not
+  take is refused.
 """
 
 from __future__ import annotations
@@ -63,6 +66,8 @@ class Executor(abc.ABC):
     """
 
     name: ClassVar[str]
+    options: ClassVar[tuple[str, ...]] = ()
+    """Names of the executor-specific keyword options its constructor takes (``--address``, …)."""
 
     def __init__(self, workers: int | None = None):
         self.workers = workers or 1
@@ -251,18 +256,48 @@ class ProcessExecutor(Executor):
                 self._stop(pool)
 
 
-EXECUTORS: dict[str, type[Executor]] = {"local": LocalExecutor, "process": ProcessExecutor}
-PLANNED = {"ray": "a Ray cluster (optional extra)", "slurm": "Slurm through submitit (optional extra)"}
+EXECUTORS: dict[str, type[Executor] | str] = {
+    "local": LocalExecutor,
+    "process": ProcessExecutor,
+    "ray": "benchmark.ray_executor:RayExecutor",
+    "slurm": "benchmark.slurm_executor:SlurmExecutor",
+}
+"""Executors by name; a ``"module:Class"`` string is imported only when chosen (optional extras)."""
+EXTRAS = {"ray": "ray", "slurm": "slurm"}
+"""The pip extra each optional executor needs (``pip install -e '.[ray]'``)."""
 
 
-def get_executor(name: str, workers: int | None = None) -> Executor:
+def executor_class(name: str) -> type[Executor]:
+    """The executor class called ``name`` (an optional one is imported here; a missing extra is a
+    one-line error naming the install command)."""
     if name not in EXECUTORS:
-        planned = f" ({name} is {PLANNED[name]}, not available yet)" if name in PLANNED else ""
-        raise UserError(f"--executor {name}: unknown executor{planned}; valid executors are "
-                        f"{', '.join(EXECUTORS)}")
+        raise UserError(f"--executor {name}: unknown executor; valid executors are {', '.join(EXECUTORS)}")
+    entry = EXECUTORS[name]
+    if isinstance(entry, str):
+        import importlib
+
+        module, _, attr = entry.partition(":")
+        try:
+            entry = getattr(importlib.import_module(module), attr)
+        except ModuleNotFoundError as e:
+            raise UserError(f"--executor {name} needs the '{EXTRAS[name]}' extra ({e.name} is not installed): "
+                            f"pip install -e '.[{EXTRAS[name]}]'") from None
+    return entry  # type: ignore[return-value]
+
+
+def get_executor(name: str, workers: int | None = None, **options: object) -> Executor:
+    """An executor by name. ``options`` are executor-specific (None values are ignored); one the
+    executor does not take is refused with the ones it does."""
     if workers is not None and workers < 1:
         raise UserError(f"--workers {workers}: use a positive number of worker processes")
-    return EXECUTORS[name](workers)
+    cls = executor_class(name)
+    given = {k: v for k, v in options.items() if v is not None}
+    foreign = sorted(set(given) - set(cls.options))
+    if foreign:
+        flags = ", ".join("--" + k.replace("_", "-") for k in foreign)
+        takes = ", ".join("--" + k.replace("_", "-") for k in cls.options) or "no executor options"
+        raise UserError(f"{flags}: not an option of the {name} executor (it takes {takes})")
+    return cls(workers, **given)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -356,5 +391,14 @@ def _run_claimed_cells(cells: Sequence[Cell], store: Store, executor: Executor, 
         raise
 
 
-__all__ = ["EXECUTORS", "Executor", "LocalExecutor", "ProcessExecutor", "Settings", "get_executor", "plan_grid",
-           "run_grid"]
+__all__ = [
+    "EXECUTORS",
+    "Executor",
+    "LocalExecutor",
+    "ProcessExecutor",
+    "Settings",
+    "executor_class",
+    "get_executor",
+    "plan_grid",
+    "run_grid",
+]

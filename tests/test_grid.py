@@ -189,8 +189,10 @@ def test_plan_skips_done_and_na_reruns_running_and_failed(home: Path) -> None:
     assert [c.request.seed for c in todo] == [3] and [r.seed for r in kept] == [0, 1, 2]
     todo, _ = plan_grid(cells, store, force=True)
     assert len(todo) == 4
-    with pytest.raises(UserError, match="ray is a Ray cluster"):
-        get_executor("ray")
+    with pytest.raises(UserError, match="--executor dask: unknown executor; valid executors are local, process"):
+        get_executor("dask")
+    with pytest.raises(UserError, match="--address: not an option of the process executor"):
+        get_executor("process", 2, address="127.0.0.1:6379")
 
 
 @pytest.mark.parametrize(
@@ -198,7 +200,7 @@ def test_plan_skips_done_and_na_reruns_running_and_failed(home: Path) -> None:
     [
         (["--algos", "dpx"], "unknown algorithm 'dpx': did you mean 'dpo'?"),
         (["--seeds", "three"], "--seeds three: give a count"),
-        (["--executor", "slurm"], "--executor slurm: unknown executor (slurm is Slurm through submitit"),
+        (["--executor", "dask"], "--executor dask: unknown executor; valid executors are"),
         (["--set", "betta=0.1"], "--set betta: none of the algorithms"),
         (["--workers", "0", "--executor", "process"], "--workers 0"),
     ],
