@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmark.errors import UserError
+from benchmark.store_cli import store_app
 
 app = typer.Typer(
     name="bench",
@@ -29,6 +30,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(store_app, name="store")  # bench store merge (benchmark/store_cli.py)
 # Piped or redirected output gets a wide page (rich's 80 columns truncate the runs table to "a…").
 console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)
 err_console = Console(stderr=True)
@@ -607,6 +609,72 @@ def leaderboard_cmd(
     for f in files:
         if f.suffix != ".svg" and f.parent == out:
             console.print(f"  {f}")
+
+
+# ---------------------------------------------------------------------------------------------
+# bench submit
+# ---------------------------------------------------------------------------------------------
+
+
+@command("submit")
+def submit_cmd(
+    path: Annotated[Path, typer.Argument(help="A .py file with one Algorithm subclass (see the README).")],
+    domains: Annotated[str, typer.Option("--domains", "-d", help="'all' or a comma list of domains.")] = "all",
+    conditions: Annotated[str, typer.Option("--conditions", "-c", help="'all' or a comma list of conditions."
+                                            )] = "default",
+    seeds: Annotated[str, typer.Option("--seeds", "-s", help="A count N (seeds 0..N-1) or a list 0,3,7.")] = "3",
+    preset: Annotated[str, typer.Option("--preset", "-p", help="smoke | quick | standard | full")] = "quick",
+    wall_time: Annotated[float, typer.Option("--wall-time", help="Seconds each sandboxed training may take."
+                                             )] = 3600.0,
+    cpu_time: Annotated[float | None, typer.Option("--cpu-time", help="CPU seconds each sandboxed training may "
+                                                   "use (default: wall time × threads).")] = None,
+    memory_gb: Annotated[float, typer.Option("--memory-gb", help="GiB each sandboxed training may allocate.")
+                         ] = 8.0,
+    skip_checks: Annotated[bool, typer.Option("--skip-checks", help="Run the grid without the smoke "
+                                              "conformance checks (not for the board).")] = False,
+    store: StoreOpt = None,
+    cache: Annotated[Path | None, typer.Option("--cache", help="Preparation cache directory.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Check a method file, run it isolated from the answers on every chosen cell, put it on the board."""
+    from rich.markup import escape
+
+    from benchmark.cache import PreparationCache
+    from benchmark.executors import LocalExecutor, Settings, plan_grid, run_grid
+    from benchmark.progress import live, make_progress
+    from benchmark.registry import DOMAINS, parse_conditions
+    from benchmark.runner import CellRequest, resolve
+    from benchmark.sandbox import Limits
+    from benchmark.submit import conformance, load_submission
+
+    if wall_time <= 0 or memory_gb <= 0 or (cpu_time is not None and cpu_time <= 0):
+        fail("--wall-time, --cpu-time and --memory-gb must be positive")
+    limits = Limits(wall_s=wall_time, cpu_s=cpu_time, memory_gb=memory_gb)
+    domain_names = DOMAINS.parse(domains)
+    cond_names = parse_conditions(conditions)
+    seed_list = _parse_seeds(seeds)
+    cls = load_submission(path, limits)
+    console.print(f"[bold]{escape(cls.name)}[/] from {escape(str(path))} (sha256 {cls.source_sha256[:12]}): "  # type: ignore[attr-defined]
+                  f"requires {', '.join(sorted(cls.requires)) or 'nothing'}")
+    st = _open_store(store)
+    pcache = PreparationCache(cache)
+    prog = make_progress(console, quiet, remove_finished=True)
+    with live(prog):
+        if not skip_checks:
+            conformance(cls, domain_names, store=st, cache=pcache, device="cpu", progress=prog,
+                        say=lambda m: console.print(escape(m), highlight=False))
+        cells = [resolve(CellRequest(cls.name, d, c, s, preset)) for d in domain_names for s in seed_list
+                 for c in cond_names]
+        todo, kept = plan_grid(cells, st)
+        console.print(f"grid: {len(cells)} cells of preset {preset}, {len(kept)} already stored, {len(todo)} to run")
+        settings = Settings(home=str(st.path.parent), cache_dir=str(cache) if cache else None)
+        records = run_grid(todo, st, LocalExecutor(), settings, progress=prog, on_result=lambda c, r: console.print(
+            _cell_line(r, r.wall_s or 0.0, 0, len(todo)), highlight=False))
+    failed = [r for r in records if r.status == "failed"]
+    console.print(f"[bold]submitted[/] {escape(cls.name)}: {len(records) - len(failed)} cells ran, {len(failed)} "
+                  f"failed; `bench leaderboard --preset {preset}` shows it marked \\[submitted]")
+    if failed:
+        raise typer.Exit(1)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -163,6 +163,8 @@ def resolve(req: CellRequest) -> Cell:
         "condition": condition.to_dict(), "preset": req.preset, "budget": dataclasses.asdict(budget),
         "budget_overrides": overrides, "seed": req.seed,
     }
+    if getattr(algo_cls, "source_sha256", None):  # a submitted method (bench submit): its file's version
+        config["algo_source"] = algo_cls.source_sha256
     config_hash = hash_obj(config)
     run_id = hash_obj({"key": [req.algo, req.domain, req.condition, req.preset, req.seed], "cfg": config_hash}, 12)
     return Cell(req, algo_cls, algo_cfg, domain_cls, domain_cfg, condition, budget, config, config_hash, run_id)

@@ -165,6 +165,21 @@ class SealedFeedback(FeedbackChannel):
         return opened(self._handle).rank(contexts, candidates)
 
 
+class SealedJudge:
+    """A judge through a handle (what a sandboxed method holds of the cell's counting judge)."""
+
+    __slots__ = ("_handle",)
+
+    def __init__(self, handle: int):
+        self._handle = handle
+
+    def score(self, contexts: Contexts, samples: Samples) -> Tensor:
+        return opened(self._handle).score(contexts, samples)
+
+    def compare(self, contexts: Contexts, a: Samples, b: Samples) -> Tensor:
+        return opened(self._handle).compare(contexts, a, b)
+
+
 class CountingJudge:
     """A judge that counts the items it is asked about (stored per cell as ``judge_queries``)."""
 

@@ -274,7 +274,10 @@ def load_board(store_path: Path | str | None = None, *, preset: str | None = Non
         # the budget overrides, not the budget: presets give every domain its own budget, and an
         # algorithm run with each domain's preset budget is one entry across domains
         budget = r.config["budget_overrides"] if "budget_overrides" in r.config else r.config.get("budget", {})
-        return {"algo": r.config.get("algo_config", {}), "budget": budget}
+        cfg = {"algo": r.config.get("algo_config", {}), "budget": budget}
+        if r.config.get("algo_source"):  # a submitted method: each version of its file is its own entry
+            cfg["source"] = r.config["algo_source"]
+        return cfg
 
     def task_cfg(r: Record) -> dict:
         return {"domain": r.config.get("domain_config", {})}
@@ -288,6 +291,9 @@ def load_board(store_path: Path | str | None = None, *, preset: str | None = Non
     entries = []
     for algo in sorted(ecfgs):
         labels = _variant_labels(algo, ecfgs[algo])
+        for k, cfg in ecfgs[algo].items():
+            if "source" in cfg:
+                labels[k] = f"{labels[k]} [submitted, sha256 {cfg['source'][:12]}]"
         entries += [Entry(k, algo, labels[k]) for k in sorted(ecfgs[algo], key=lambda k: (labels[k], k))]
     cond_order = {"default": 0}
     tasks = []
