@@ -11,7 +11,7 @@ reward-derived data or a store connection (``tests/test_sealing.py`` walks it).
 Threat model (docs/design.md §2): this closes the *casual* in-process routes. Deliberate ones — the
 garbage collector, ``sys.modules`` (this module's vault, ``benchmark.runner._LOADED``), stack
 frames — remain open inside one process; they are closed by running a submitted method in its own
-process (``bench submit``, a later issue).
+process (``bench submit``: ``benchmark.sandbox``).
 
 **Online samples are metered where they are drawn.** Every :class:`~benchmark.api.Policy`
 subclass's ``sample`` is wrapped (``Policy.__init_subclass__``) to charge the policy's

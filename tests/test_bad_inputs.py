@@ -136,6 +136,10 @@ CASES = [
          "cannot create the cache directory", setup=file_in_the_way),
     Case("store timeout not a number", RUN, "PREFBENCH_STORE_TIMEOUT='soon': give seconds",
          env={"PREFBENCH_STORE_TIMEOUT": "soon"}),
+    # -- bench submit ------------------------------------------------------------------------------
+    Case("submit a missing file", ["submit", "{home}/nope.py", "--preset", "smoke"], "no such file"),
+    Case("submit a negative limit", ["submit", "examples/simpo.py", "--wall-time", "-1"],
+         "--wall-time, --cpu-time and --memory-gb must be positive"),
     # -- bench grid --------------------------------------------------------------------------------
     Case("--seeds not a number", ["grid", *SMOKE, "--seeds", "abc"], "give a count"),
     Case("--seeds negative", ["grid", *SMOKE, "--seeds", "0,-1"], "non-negative seed"),
