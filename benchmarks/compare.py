@@ -98,6 +98,15 @@ def _claims() -> list[Claim]:
         Claim("Guo et al. 2024 (OAIF)", "online feedback beats offline DPO, with the oracle as annotator", "robot",
               "oaif (annotator=oracle)", "dpo", "normalized_score", "online_robot_quick",
               baseline_file="dtr_robot_quick"),
+        # image (annotator = the oracle: image has no judge; DR-PO is n/a there at η = 0)
+        Claim("Guo et al. 2024 (OAIF)", "online feedback beats offline DPO, with the oracle as annotator", "image",
+              "oaif (annotator=oracle)", "dpo", "normalized_score", "online_image_quick"),
+        Claim("Krishna & Sahoo 2024 (FRFT)", "refitting the reward model on policy-near pairs beats RLHF", "image",
+              "inverse_alignment", "rlhf", "normalized_score", "online_image_quick"),
+        Claim("Zhang et al. 2024 (SELM)", "(context) SELM against offline DPO", "image", "selm", "dpo",
+              "normalized_score", "online_image_quick"),
+        Claim("Zhai et al. 2024 (OSP)", "(context, default data, not the paper's scarce-data claim) OSP against DPO",
+              "image", "osp", "dpo", "normalized_score", "online_image_quick"),
     ]
     return out
 

@@ -119,3 +119,31 @@ def test_limits_fail_only_the_offending_cell(home: Path, tmp_path: Path, name: s
     (cell,) = records(home, name)
     assert cell.status == "failed" and reason in cell.reason
     assert [r.status for r in records(home, "reference")] == ["done"]
+
+
+def test_the_sandbox_changes_no_number(cache, tmp_path: Path) -> None:
+    """The same class, trained in the sandbox and in this process: identical metrics (the view, the
+    seeds, the generator and the threads travel unchanged)."""
+    import importlib.util
+
+    from benchmark.registry import ALGORITHMS
+    from benchmark.runner import CellRequest, execute_cell, resolve
+    from benchmark.sandbox import Limits
+    from benchmark.submit import load_submission
+
+    spec = importlib.util.spec_from_file_location("simpo_in_process", SIMPO)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    in_process = type("SimPOInProcess", (module.SimPO,), {"name": "simpo_in_process"})
+    ALGORITHMS.add("simpo_in_process", in_process)
+    sandboxed = load_submission(SIMPO, Limits(wall_s=300))
+    try:
+        metrics = {}
+        for name in ("simpo_in_process", sandboxed.name):
+            rec = execute_cell(resolve(CellRequest(name, "text", preset="smoke")), cache=cache, home=tmp_path)
+            assert rec.status == "done", rec.reason
+            metrics[name] = {k: v for k, v in rec.metrics.items() if k != "wall_s"}
+        assert metrics["simpo_in_process"] == metrics[sandboxed.name]
+    finally:
+        ALGORITHMS.remove("simpo_in_process")
+        ALGORITHMS.remove(sandboxed.name)
