@@ -21,7 +21,6 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmark.errors import UserError
-from benchmark.store_cli import store_app
 
 app = typer.Typer(
     name="bench",
@@ -30,7 +29,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-app.add_typer(store_app, name="store")  # bench store merge (benchmark/store_cli.py)
 # Piped or redirected output gets a wide page (rich's 80 columns truncate the runs table to "a…").
 console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)
 err_console = Console(stderr=True)
@@ -463,6 +461,8 @@ def grid_cmd(
     skip_failed: Annotated[bool, typer.Option("--skip-failed", help="Keep failed cells as they are (by default "
                                               "they run again, like interrupted ones).")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would run, run nothing.")] = False,
+    claims: Annotated[bool, typer.Option("--claims", help="Run exactly the cells `bench report claims` needs "
+                                         "(instead of --algos × --domains × --conditions).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars (one line per cell stays).")
                      ] = False,
 ) -> None:
@@ -513,13 +513,26 @@ def grid_cmd(
                     own = tuple(s for s in sets if "=" not in s or s.partition("=")[0].strip() in cfg_keys)
                     cells.append(resolve(CellRequest(algo, domain, cond, seed, preset, own,
                                                      tuple(domain_sets or ()), tuple(budget_sets or ()))))
+    if claims:
+        from leaderboard.claims import CLAIMS, claim_cells
+
+        if sets or domain_sets or budget_sets:
+            fail("--claims runs the claims' own configurations: drop --set, --domain-set and --budget")
+        cells = claim_cells(CLAIMS, preset, seed_list)
+        algo_names = sorted({c.request.algo for c in cells})
+        domain_names = sorted({c.request.domain for c in cells})
     st = _open_store(store)
     todo, kept = plan_grid(cells, st, force=force, rerun_failed=not skip_failed)
     total = len(todo) + len(kept)
-    console.print(f"[bold]grid[/]: {len(algo_names)} algorithm(s) × {len(domain_names)} domain(s) × "
-                  f"{len(cond_names)} condition(s) × {len(seed_list)} seed(s) = {total} cells, preset {preset}; "
-                  f"{len(kept)} already stored, {len(todo)} to run on the {ex.name} executor"
-                  + (f" ({ex.workers} workers)" if ex.name != "local" else "") + f"; store {st.path}")
+    if claims:
+        console.print(f"[bold]grid --claims[/]: {total} cells of {len(algo_names)} algorithm(s) on "
+                      f"{len(domain_names)} domain(s), seeds {seeds}, preset {preset}; {len(kept)} already stored, "
+                      f"{len(todo)} to run on the {ex.name} executor; store {st.path}")
+    else:
+        console.print(f"[bold]grid[/]: {len(algo_names)} algorithm(s) × {len(domain_names)} domain(s) × "
+                      f"{len(cond_names)} condition(s) × {len(seed_list)} seed(s) = {total} cells, preset {preset}; "
+                      f"{len(kept)} already stored, {len(todo)} to run on the {ex.name} executor"
+                      + (f" ({ex.workers} workers)" if ex.name != "local" else "") + f"; store {st.path}")
     if dry_run:
         for c in todo:
             console.print(f"would run {c.run_id}  {escape(c.label)}")
@@ -609,6 +622,48 @@ def leaderboard_cmd(
     for f in files:
         if f.suffix != ".svg" and f.parent == out:
             console.print(f"  {f}")
+
+
+# ---------------------------------------------------------------------------------------------
+# bench report
+# ---------------------------------------------------------------------------------------------
+
+report_app = typer.Typer(help="Reports regenerated from the store.", no_args_is_help=True)
+app.add_typer(report_app, name="report")
+
+
+@report_app.command("claims")
+def report_claims_cmd(
+    preset: Annotated[str, typer.Option("--preset", "-p", help="Which preset's cells (never mixed).")] = "quick",
+    seeds: Annotated[str, typer.Option("--seeds", "-s", help="A count N (seeds 0..N-1) or a list 0,3,7.")] = "3",
+    store: StoreOpt = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the Markdown report here (default: "
+                                             "print it).")] = None,
+    reps: Annotated[int, typer.Option("--reps", help="Bootstrap resamples.")] = 2000,
+) -> None:
+    """Each seed paper's headline claim: paired difference, 95% intervals, verdict."""
+    try:
+        from benchmark.presets import check_preset
+        from leaderboard.claims import evaluate, to_markdown
+
+        check_preset(preset)
+        seed_list = _parse_seeds(seeds)
+        if reps < 100:
+            fail(f"--reps {reps}: use at least 100 bootstrap resamples")
+        st = _open_store(store, readonly=True)
+        text = to_markdown(evaluate(st, preset, seed_list, reps=reps), store=str(st.path), preset=preset,
+                           seeds=seed_list)
+    except UserError as e:
+        fail(str(e))
+    if out is None:
+        sys.stdout.write(text)
+        return
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+    except OSError as e:
+        fail(f"cannot write {out}: {e.strerror or e}; pass --out to a writable path")
+    console.print(f"wrote {out}")
 
 
 # ---------------------------------------------------------------------------------------------

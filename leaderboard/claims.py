@@ -1,0 +1,268 @@
+"""The seed papers' headline claims, tested on the store (``bench report claims``).
+
+A claim is a row of :data:`CLAIMS`: a method, a baseline, a metric, the domains and condition that
+test it and the paper's predicted direction. :func:`evaluate` looks up the cells that test it in a
+store (one preset, the given seeds; exactly the run ids ``bench grid --claims`` runs), pairs method
+and baseline by training seed (a cell is a function of code, config and seed, so the same seed
+means the same data and evaluation draws) and gives the mean paired difference with two 95%
+intervals over seeds:
+
+- Student-t (honest with few seeds), and
+- a percentile bootstrap over seeds (rliable's estimator; with 3 seeds it has at most 10 distinct
+  resamples and is too narrow, which is why it is never used alone).
+
+The verdict needs both intervals on one side of 0:
+
+- **reproduced**: both lie on the predicted side;
+- **refuted**: both lie on the other side;
+- **cannot tell**: either covers 0 (or fewer than 2 paired seeds);
+- **n/a**: the method or the baseline is not applicable on that domain (the cell's stored reason);
+- **not run**: a cell is missing from the store (``bench grid --claims`` runs it).
+
+Cells prepared with different torch thread counts are not paired (docs/design.md, "Threads and
+determinism"): such a claim is "not comparable". The report states its preset and seeds at the
+top and never mixes presets.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from leaderboard.aggregate import mean_ci
+
+DOMAINS3 = ("text", "image", "robot")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One headline claim of a paper, as a comparison of two cells per domain and seed."""
+
+    paper: str
+    """Authors, year and the method's short name."""
+    claim: str
+    """The claim in one line."""
+    method: str
+    """The algorithm that should win."""
+    baseline: str
+    """The algorithm it is compared with."""
+    domains: tuple[str, ...] = DOMAINS3
+    """Domains on which the claim is tested (a row each)."""
+    metric: str = "normalized_score"
+    """The stored metric compared."""
+    condition: str = "default"
+    """The data/feedback condition of both cells."""
+    method_sets: tuple[str, ...] = ()
+    """``--set key=value`` overrides of the method's config."""
+    baseline_sets: tuple[str, ...] = ()
+    """``--set key=value`` overrides of the baseline's config."""
+    higher: bool = True
+    """True: the claim predicts a larger metric for the method."""
+    context: bool = False
+    """A comparison shown for context, not the paper's own claim (never counted as reproduced/refuted)."""
+
+    def side(self, which: str) -> tuple[str, tuple[str, ...]]:
+        return (self.method, self.method_sets) if which == "method" else (self.baseline, self.baseline_sets)
+
+    @property
+    def label(self) -> str:
+        def name(algo: str, sets: tuple[str, ...]) -> str:
+            return f"{algo} ({', '.join(sets)})" if sets else algo
+
+        cond = f" [{self.condition}]" if self.condition != "default" else ""
+        return f"{name(self.method, self.method_sets)} vs {name(self.baseline, self.baseline_sets)}{cond}"
+
+
+ORACLE = ("annotator=oracle",)
+CLAIMS: tuple[Claim, ...] = (
+    # offline seed methods (issue #15)
+    Claim("Richemond et al. 2024 (DRO)", "DRO beats KTO on the same single-trajectory (thumbs) data", "dro", "kto"),
+    Claim("Kwon et al. 2024 (GDPO)", "GDPO's outputs are more diverse than DPO's", "gdpo", "dpo",
+          metric="diversity"),
+    Claim("Kwon et al. 2024 (GDPO)", "... at a gold reward no lower than DPO's", "gdpo", "dpo"),
+    Claim("Ko et al. 2024 (SeRA)", "SeRA improves on its base DAA (DPO)", "sera", "dpo"),
+    Claim("Ko et al. 2024 (SeRA)", "SeRA improves on DPO under noisy labels", "sera", "dpo", domains=("text",),
+          condition="noisy-labels"),
+    Claim("Hejna et al. 2024 (CPL)", "CPL beats behaviour cloning on robot segments", "cpl", "sft",
+          domains=("robot",), metric="d4rl_score"),
+    Claim("Hejna et al. 2024 (CPL)", "CPL beats preference IQL (reward model + IQL)", "cpl", "iql",
+          domains=("robot",), metric="d4rl_score"),
+    Claim("Tu et al. 2025 (DTR)", "DTR beats reward model + IQL (the offline PbRL baseline)", "dtr", "iql",
+          domains=("robot",), metric="d4rl_score"),
+    # online seed methods (issue #16)
+    Claim("Guo et al. 2024 (OAIF)", "online AI feedback (the judge) beats offline DPO", "oaif", "dpo",
+          domains=("text",)),
+    Claim("Guo et al. 2024 (OAIF)", "online feedback beats offline DPO, the oracle as annotator", "oaif", "dpo",
+          method_sets=ORACLE),
+    Claim("Chang et al. 2024 (DR-PO)", "dataset resets: DR-PO ≥ RLHF", "drpo", "rlhf"),
+    Claim("Krishna & Sahoo 2024 (FRFT)", "refitting the reward model on policy-near pairs beats RLHF",
+          "inverse_alignment", "rlhf"),
+    Claim("Zhang et al. 2024 (SELM)", "the optimistic term helps: SELM beats iterative DPO (α = 0)", "selm", "selm",
+          domains=("text",), baseline_sets=("alpha=0",)),
+    Claim("Zhai et al. 2024 (OSP)", "OSP beats DPO when offline data are scarce", "osp", "dpo", domains=("text",),
+          condition="low-budget"),
+)
+"""The claims the report tests; adding a claim is adding a row."""
+
+
+# ---------------------------------------------------------------------------------------------
+# cells and verdicts
+# ---------------------------------------------------------------------------------------------
+
+
+def claim_cells(claims: Sequence[Claim], preset: str, seeds: Sequence[int]) -> list[Any]:
+    """Every resolved cell the claims need (each once), in a stable order: what ``bench grid
+    --claims`` runs."""
+    from benchmark.runner import CellRequest, resolve
+
+    cells, seen = [], set()
+    for c in claims:
+        for domain in c.domains:
+            for seed in seeds:
+                for which in ("method", "baseline"):
+                    algo, sets = c.side(which)
+                    cell = resolve(CellRequest(algo, domain, c.condition, seed, preset, sets))
+                    if cell.run_id not in seen:
+                        seen.add(cell.run_id)
+                        cells.append(cell)
+    return cells
+
+
+@dataclass
+class Row:
+    """One claim on one domain: the paired difference and the verdict."""
+
+    claim: Claim
+    domain: str
+    verdict: str
+    reason: str = ""
+    seeds: list[int] = field(default_factory=list)
+    method_mean: float | None = None
+    baseline_mean: float | None = None
+    diff: float | None = None
+    t_interval: tuple[float, float] | None = None
+    boot_interval: tuple[float, float] | None = None
+
+
+def bootstrap_interval(diffs: Sequence[float], reps: int = 2000, seed: int = 0, level: float = 0.95
+                       ) -> tuple[float, float]:
+    """Percentile bootstrap of the mean over seeds (resampling seeds with replacement)."""
+    x = np.asarray(diffs, dtype=float)
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, len(x), size=(reps, len(x)))].mean(axis=1)
+    return float(np.quantile(means, (1 - level) / 2)), float(np.quantile(means, (1 + level) / 2))
+
+
+def verdict_of(diffs: Sequence[float], *, reps: int = 2000, seed: int = 0) -> tuple[str, dict]:
+    """(verdict, figures) of paired differences already signed so that > 0 is the predicted side."""
+    st = mean_ci(list(diffs))
+    if st is None or st.lo is None:
+        return "cannot tell", {"diff": st.mean if st else None}
+    boot = bootstrap_interval(diffs, reps, seed)
+    t = (st.lo, st.hi)
+    if t[0] > 0 and boot[0] > 0:
+        verdict = "reproduced"
+    elif t[1] < 0 and boot[1] < 0:  # type: ignore[operator]
+        verdict = "refuted"
+    else:
+        verdict = "cannot tell"
+    return verdict, {"diff": st.mean, "t_interval": t, "boot_interval": boot}
+
+
+def _lookup(store: Any, cells: dict[tuple[str, str, tuple, str, int], Any], claim: Claim, which: str,
+            domain: str, seeds: Sequence[int]) -> dict[int, Any]:
+    algo, sets = claim.side(which)
+    out = {}
+    for seed in seeds:
+        cell = cells[(algo, domain, sets, claim.condition, seed)]
+        rec = store.get(cell.run_id)
+        if rec is not None:
+            out[seed] = rec
+    return out
+
+
+def evaluate_row(store: Any, cells: dict, claim: Claim, domain: str, seeds: Sequence[int], *, reps: int = 2000,
+                 seed: int = 0) -> Row:
+    """The verdict of one claim on one domain from the stored cells."""
+    recs = {w: _lookup(store, cells, claim, w, domain, seeds) for w in ("method", "baseline")}
+    for w in ("method", "baseline"):
+        na = [r for r in recs[w].values() if r.status == "na"]
+        if na:
+            return Row(claim, domain, "n/a", f"{claim.side(w)[0]}: {na[0].reason}")
+    done = {w: {s: r for s, r in recs[w].items() if r.status == "done" and claim.metric in r.metrics}
+            for w in ("method", "baseline")}
+    paired = sorted(set(done["method"]) & set(done["baseline"]))
+    if len(paired) < len(seeds):
+        missing = len(seeds) - len(paired)
+        return Row(claim, domain, "not run", f"{missing} of {len(seeds)} seeds lack a done cell with "
+                   f"{claim.metric}: bench grid --claims", paired)
+    threads = {r.env.get("torch_threads") for w in done for r in done[w].values()}
+    if len(threads) > 1:
+        return Row(claim, domain, "not comparable", f"cells ran with torch thread counts {sorted(threads)}")
+    sign = 1.0 if claim.higher else -1.0
+    a = [done["method"][s].metrics[claim.metric] for s in paired]
+    b = [done["baseline"][s].metrics[claim.metric] for s in paired]
+    diffs = [sign * (x - y) for x, y in zip(a, b)]
+    verdict, fig = verdict_of(diffs, reps=reps, seed=seed)
+    if claim.context:
+        verdict = "context"
+    return Row(claim, domain, verdict, "", paired, float(np.mean(a)), float(np.mean(b)), **fig)
+
+
+def evaluate(store: Any, preset: str, seeds: Sequence[int], claims: Sequence[Claim] = CLAIMS, *,
+             reps: int = 2000, seed: int = 0) -> list[Row]:
+    """Every claim × domain, in :data:`CLAIMS` order."""
+    cells = {}
+    for cell in claim_cells(claims, preset, seeds):
+        r = cell.request
+        cells[(r.algo, r.domain, tuple(r.sets), r.condition, r.seed)] = cell
+    return [evaluate_row(store, cells, c, d, seeds, reps=reps, seed=seed) for c in claims for d in c.domains]
+
+
+# ---------------------------------------------------------------------------------------------
+# the report
+# ---------------------------------------------------------------------------------------------
+
+
+def _num(v: float | None) -> str:
+    return "" if v is None or not math.isfinite(v) else f"{v:.4g}"
+
+
+def _interval(iv: tuple[float, float] | None) -> str:
+    return "" if iv is None else f"[{iv[0]:+.3g}, {iv[1]:+.3g}]"
+
+
+def to_markdown(rows: Sequence[Row], *, store: str, preset: str, seeds: Sequence[int]) -> str:
+    """The report: preset and seeds at the top, one row per claim × domain, a verdict count."""
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r.verdict] = counts.get(r.verdict, 0) + 1
+    lines = [
+        "# The seed papers' claims", "",
+        f"- preset: **{preset}**; seeds: {', '.join(map(str, seeds))} (paired by training seed)",
+        f"- store: {store}",
+        "- difference: method − baseline per seed, signed so that > 0 is the paper's prediction; mean, 95% "
+        "Student-t interval and 95% percentile bootstrap over seeds",
+        "- verdict: reproduced / refuted when both intervals lie on one side of 0; cannot tell otherwise; "
+        "n/a with the stored reason; not run when a cell is missing (`bench grid --claims`)",
+        "- verdicts: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), "",
+        "| paper | claim | domain | method vs baseline | metric | method | baseline | difference | t 95% | "
+        "bootstrap 95% | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        c = r.claim
+        verdict = f"**{r.verdict}**" if r.verdict in ("reproduced", "refuted") else r.verdict
+        if r.reason:
+            verdict += f" ({r.reason})"
+        lines.append(f"| {c.paper} | {c.claim} | {r.domain} | {c.label} | {c.metric} | {_num(r.method_mean)} | "
+                     f"{_num(r.baseline_mean)} | {_num(r.diff)} | {_interval(r.t_interval)} | "
+                     f"{_interval(r.boot_interval)} | {verdict} |")
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["CLAIMS", "Claim", "Row", "bootstrap_interval", "claim_cells", "evaluate", "to_markdown", "verdict_of"]

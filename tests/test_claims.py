@@ -1,0 +1,93 @@
+"""`bench report claims`: each verdict rule on a small synthetic store, and a byte-identical report."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmark.runner import CellRequest, new_record, resolve
+from benchmark.store import Store
+from leaderboard.claims import CLAIMS, Claim, claim_cells, evaluate, verdict_of
+
+CLAIM = Claim("Test et al. 2026", "dpo beats sft", "dpo", "sft", domains=("text",))
+SEEDS = [0, 1, 2]
+
+
+def put(store: Store, algo: str, seed: int, score: float | None, *, status: str = "done", threads: int = 1,
+        reason: str | None = None) -> None:
+    rec = new_record(resolve(CellRequest(algo, "text", seed=seed, preset="smoke")), status=status, reason=reason)
+    rec.metrics = {} if score is None else {"normalized_score": score}
+    rec.env = dict(rec.env, torch_threads=threads)
+    store.put(rec)
+
+
+def fill(store: Store, diffs: list[float], **kw) -> None:
+    for seed, d in zip(SEEDS, diffs):
+        put(store, "sft", seed, 10.0)
+        put(store, "dpo", seed, 10.0 + d, **kw)
+
+
+@pytest.mark.parametrize(("diffs", "verdict"), [
+    ([5.0, 6.0, 7.0], "reproduced"),
+    ([-5.0, -6.0, -7.0], "refuted"),
+    ([5.0, -5.0, 1.0], "cannot tell"),
+])
+def test_verdict_rules_on_a_synthetic_store(tmp_path: Path, diffs: list[float], verdict: str) -> None:
+    store = Store(tmp_path / "s.sqlite")
+    fill(store, diffs)
+    (row,) = evaluate(store, "smoke", SEEDS, [CLAIM])
+    assert row.verdict == verdict
+    assert row.diff == pytest.approx(sum(diffs) / 3) and row.seeds == SEEDS
+    assert row.t_interval[0] <= row.diff <= row.t_interval[1]
+    lower_is_better = evaluate(store, "smoke", SEEDS, [Claim("T", "sft beats dpo", "dpo", "sft", domains=("text",),
+                                                             higher=False)])[0]
+    flipped = {"reproduced": "refuted", "refuted": "reproduced", "cannot tell": "cannot tell"}
+    assert lower_is_better.verdict == flipped[verdict]
+
+
+def test_na_not_run_and_not_comparable(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.sqlite")
+    for seed in SEEDS[:2]:
+        put(store, "sft", seed, 1.0)
+        put(store, "dpo", seed, 2.0)
+    assert evaluate(store, "smoke", SEEDS, [CLAIM])[0].verdict == "not run"
+    put(store, "sft", 2, 1.0)
+    put(store, "dpo", 2, 2.0, threads=2)
+    assert evaluate(store, "smoke", SEEDS, [CLAIM])[0].verdict == "not comparable"
+    put(store, "dpo", 2, None, status="na", reason="domain text lacks capability:steps")
+    row = evaluate(store, "smoke", SEEDS, [CLAIM])[0]
+    assert row.verdict == "n/a" and "lacks capability:steps" in row.reason
+
+
+def test_the_bootstrap_alone_never_decides() -> None:
+    """Three seeds, a noisy difference: the bootstrap interval excludes 0, Student-t does not."""
+    verdict, fig = verdict_of([0.1, 2.0, 0.2])
+    assert fig["boot_interval"][0] > 0 and fig["t_interval"][0] < 0 and verdict == "cannot tell"
+
+
+def test_report_is_byte_identical_and_grid_claims_lists_its_cells(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.sqlite")
+    fill(store, [5.0, 6.0, 7.0])
+    env = dict(os.environ, PREFBENCH_HOME=str(tmp_path))
+    run = [sys.executable, "-m", "benchmark.cli"]
+    outs = []
+    for name in ("a.md", "b.md"):
+        r = subprocess.run([*run, "report", "claims", "--preset", "smoke", "--seeds", "3", "--store",
+                            str(tmp_path / "s.sqlite"), "--out", str(tmp_path / name)], capture_output=True,
+                           text=True, env=env, timeout=300)
+        assert r.returncode == 0, r.stderr
+        outs.append((tmp_path / name).read_bytes())
+    assert outs[0] == outs[1]
+    text = outs[0].decode()
+    assert "preset: **smoke**; seeds: 0, 1, 2" in text and "not run" in text
+    dry = subprocess.run([*run, "grid", "--claims", "--preset", "smoke", "--seeds", "2", "--dry-run", "--store",
+                          str(tmp_path / "s.sqlite")], capture_output=True, text=True, env=env, timeout=300)
+    assert dry.returncode == 0, dry.stderr
+    expected = {c.run_id for c in claim_cells(CLAIMS, "smoke", [0, 1])}
+    listed = {line.split()[2] for line in dry.stdout.splitlines() if line.startswith("would run")}
+    stored = {r.run_id for r in store.records()}
+    assert listed == expected - stored and len(expected) > 40
