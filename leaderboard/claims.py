@@ -265,4 +265,41 @@ def to_markdown(rows: Sequence[Row], *, store: str, preset: str, seeds: Sequence
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["CLAIMS", "Claim", "Row", "bootstrap_interval", "claim_cells", "evaluate", "to_markdown", "verdict_of"]
+class _Lookup:
+    """A store-like ``get`` over records already loaded (a leaderboard's board)."""
+
+    def __init__(self, records: Sequence[Any]):
+        self._by_id = {r.run_id: r for r in records}
+
+    def get(self, run_id: str) -> Any:
+        return self._by_id.get(run_id)
+
+
+def claims_table(board: Any) -> Any:
+    """The claims section of the leaderboard (every output format): the rows whose cells the board
+    holds, over the board's seeds; None when no claim can be evaluated."""
+    from leaderboard.tables import Cell, Table
+
+    seeds = sorted({r.seed for r in board.records})
+    rows = [r for r in evaluate(_Lookup(board.records), board.preset, seeds) if r.verdict != "not run"]
+    if not rows:
+        return None
+    columns = ["paper", "claim", "domain", "method vs baseline", "metric", "difference", "t 95%", "bootstrap 95%",
+               "verdict"]
+    body, long = [], []
+    for r in rows:
+        c = r.claim
+        body.append([Cell(c.paper), Cell(c.claim), Cell(r.domain), Cell(c.label), Cell(c.metric),
+                     Cell(_num(r.diff), r.diff), Cell(_interval(r.t_interval)), Cell(_interval(r.boot_interval)),
+                     Cell(r.verdict, title=r.reason)])
+        long.append({"table": "claims", "paper": c.paper, "claim": c.claim, "domain": r.domain,
+                     "comparison": c.label, "metric": c.metric, "diff": r.diff, "verdict": r.verdict})
+    caption = (f"Each seed paper's claim on the cells of this board (preset {board.preset}, seeds "
+               f"{', '.join(map(str, seeds))}): the paired difference method − baseline, signed so that > 0 is the "
+               "paper's prediction, with 95% Student-t and bootstrap intervals over seeds; reproduced or refuted "
+               "only when both exclude 0. `bench report claims` gives the full report.")
+    return Table("claims", "seed papers' claims", caption, columns, body, kind="claims", long=long)
+
+
+__all__ = ["CLAIMS", "Claim", "Row", "bootstrap_interval", "claim_cells", "claims_table", "evaluate", "to_markdown",
+           "verdict_of"]

@@ -223,7 +223,10 @@ def build_tables(board: Board, aggs: list[Aggregate]) -> list[Table]:
         pw = pairwise_table(agg)
         if pw is not None:
             out.append(pw)
-    return out + domain_tables(board)
+    from leaderboard.claims import claims_table
+
+    claims = claims_table(board)
+    return out + domain_tables(board) + ([claims] if claims is not None else [])
 
 
 # ---------------------------------------------------------------------------------------------

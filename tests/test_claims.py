@@ -91,3 +91,25 @@ def test_report_is_byte_identical_and_grid_claims_lists_its_cells(tmp_path: Path
     listed = {line.split()[2] for line in dry.stdout.splitlines() if line.startswith("would run")}
     stored = {r.run_id for r in store.records()}
     assert listed == expected - stored and len(expected) > 40
+
+
+def test_the_leaderboard_page_carries_the_claims(tmp_path: Path) -> None:
+    from leaderboard.aggregate import SCORE_VERSION
+
+    store = Store(tmp_path / "s.sqlite")
+    for seed in SEEDS:  # a registered claim's cells: GDPO vs DPO on text (diversity, normalized score)
+        for algo, div in (("gdpo", 0.9 + 0.01 * seed), ("dpo", 0.8)):
+            put(store, algo, seed, 1.0)
+            rec = store.records(algo=algo)[seed]
+            rec.metrics.update(score_version=SCORE_VERSION, diversity=div)
+            store.put(rec)
+    env = dict(os.environ, PREFBENCH_HOME=str(tmp_path))
+    r = subprocess.run([sys.executable, "-m", "benchmark.cli", "leaderboard", "--store", str(tmp_path / "s.sqlite"),
+                        "--format", "html,md", "--out", str(tmp_path / "site")], capture_output=True, text=True,
+                       env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    page = (tmp_path / "site" / "index.html").read_text()
+    assert 'id="claims"' in page and "seed papers&#x27; claims" in page
+    md = (tmp_path / "site" / "leaderboard.md").read_text()
+    assert "## seed papers' claims" in md and "| GDPO's outputs are more diverse than DPO's | text |" in md
+    assert "| reproduced |" in md and "SeRA" not in md  # only claims whose cells the board holds
