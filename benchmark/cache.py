@@ -94,6 +94,7 @@ def code_version() -> str:
                 ["git", "status", "--porcelain", "--untracked-files=no", "--", "benchmark", "domains",
                  "baselines", "leaderboard"],
                 cwd=root, capture_output=True, text=True, timeout=5,
+                env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},  # never leave index.lock behind if killed
             )
             return sha.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):

@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmark.errors import UserError
+from benchmark.store_cli import store_app
 
 app = typer.Typer(
     name="bench",
@@ -29,6 +30,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(store_app, name="store")  # bench store merge (benchmark/store_cli.py)
 # Piped or redirected output gets a wide page (rich's 80 columns truncate the runs table to "a…").
 console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)
 err_console = Console(stderr=True)

@@ -29,7 +29,7 @@ import multiprocessing
 import os
 import signal
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -146,6 +146,39 @@ def _died(cell: Cell, settings: Settings) -> Record:
     return rec
 
 
+PreparationStart = Callable[[Cell], Callable[[], None]]
+"""Begins preparing a cell's domain somewhere and returns a function that waits for it (and raises
+what the preparation raised)."""
+
+
+def prepare_domains_once(cells: Sequence[Cell], settings: Settings, on_start: StartHook, progress: Progress,
+                         start: PreparationStart) -> Generator[tuple[Cell, Record], None, set[str]]:
+    """Prepare each distinct (domain, domain config) of ``cells`` once: ``start`` begins every
+    preparation before any is waited for. The cells of a domain whose preparation fails are yielded
+    failed with that reason, without running; returns their run ids (``UserError`` propagates)."""
+    groups: dict[tuple[str, str], list[Cell]] = {}
+    for c in cells:
+        groups.setdefault((c.request.domain, hash_obj(c.config["domain_config"])), []).append(c)
+    waits = {key: start(group[0]) for key, group in groups.items()}
+    failed: set[str] = set()
+    with progress.task(f"prepare {len(groups)} domain(s)", len(groups)) as task:
+        for key, wait_for in waits.items():
+            try:
+                wait_for()
+            except UserError:
+                raise
+            except Exception as e:
+                for c in groups[key]:
+                    on_start(c)
+                    rec = new_record(c, settings.device, status="failed",
+                                     reason=f"domain preparation failed: {type(e).__name__}: {e}")
+                    rec.finished_at, rec.wall_s = rec.started_at, 0.0
+                    failed.add(c.run_id)
+                    yield c, rec
+            task.advance()
+    return failed
+
+
 class ProcessExecutor(Executor):
     """A local process pool: one cell per task, crash-isolated (see the module docstring)."""
 
@@ -209,34 +242,20 @@ class ProcessExecutor(Executor):
             self._stop(pool)
 
     def _prepare(self, pool: ProcessPoolExecutor, cells: list[Cell], settings: Settings, on_start: StartHook,
-                 progress: Progress) -> Iterator[tuple[Cell, Record]]:
-        """Prepare each distinct (domain, domain config) once, in parallel; the cells of a domain
-        whose preparation fails are failed with that reason, without running."""
-        groups: dict[tuple[str, str], list[Cell]] = {}
-        for c in cells:
-            groups.setdefault((c.request.domain, hash_obj(c.config["domain_config"])), []).append(c)
-        futs = {pool.submit(_prepare_in_worker, g[0], settings): key for key, g in groups.items()}
-        failed: set[str] = set()
-        with progress.task(f"prepare {len(groups)} domain(s)", len(groups)) as task:
-            for fut in futs:
-                key = futs[fut]
+                 progress: Progress) -> Generator[tuple[Cell, Record], None, set[str]]:
+        """Prepare each distinct (domain, domain config) once, in parallel (``prepare_domains_once``)."""
+        def start(cell: Cell) -> Callable[[], None]:
+            fut = pool.submit(_prepare_in_worker, cell, settings)
+
+            def wait_for() -> None:
                 try:
                     fut.result()
                 except BrokenProcessPool:
-                    raise UserError(f"a worker died while preparing domain {key[0]}: run `bench run` on one "
-                                    "of its cells to see why") from None
-                except UserError:
-                    raise
-                except Exception as e:
-                    for c in groups[key]:
-                        on_start(c)
-                        rec = new_record(c, settings.device, status="failed",
-                                         reason=f"domain preparation failed: {type(e).__name__}: {e}")
-                        rec.finished_at, rec.wall_s = rec.started_at, 0.0
-                        failed.add(c.run_id)
-                        yield c, rec
-                task.advance()
-        return failed
+                    raise UserError(f"a worker died while preparing domain {cell.request.domain}: run `bench run` "
+                                    "on one of its cells to see why") from None
+            return wait_for
+
+        return (yield from prepare_domains_once(cells, settings, on_start, progress, start))
 
     def _isolate(self, suspects: list[Cell], settings: Settings,
                  progress: Progress) -> Iterator[tuple[Cell, Record]]:
@@ -400,5 +419,6 @@ __all__ = [
     "executor_class",
     "get_executor",
     "plan_grid",
+    "prepare_domains_once",
     "run_grid",
 ]

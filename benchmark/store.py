@@ -21,6 +21,10 @@ traceback and never a lost result (docs/design.md, "Faults"):
   file under ``<store dir>/.owners/`` for as long as it lives, so a crashed owner's claim (and its
   ``running`` row) is recognised as stale at once. Claims from another host count as live for
   :data:`FOREIGN_CLAIM_TTL_S`.
+
+Stores of machines that each ran part of a grid are merged with :func:`merge_stores` (``bench store
+merge``): all or nothing, finished beats failed beats running, two different finished results of
+one cell refuse the merge, and every merged record keeps where it came from in ``env["merged_from"]``.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import contextlib
 import dataclasses
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import platform
@@ -37,7 +42,7 @@ import sqlite3
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,6 +138,18 @@ class Record:
 
 def _dumps(x: Any) -> str:
     return json.dumps(x, default=json_default, sort_keys=True, allow_nan=True)
+
+
+def _insert(conn: sqlite3.Connection, record: Record) -> None:
+    """Write a whole record (one row per cell: it replaces the cell's row) in the open transaction."""
+    conn.execute(
+        "INSERT OR REPLACE INTO cells VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (record.run_id, record.algo, record.domain, record.condition, record.preset, record.seed,
+         record.config_hash, _dumps(record.config), record.code_version, _dumps(record.packages),
+         _dumps(record.env), record.status, record.reason, _dumps(record.metrics), _dumps(record.curves),
+         _dumps(record.timings), _dumps(record.artifacts), record.feedback_used, record.online_samples,
+         record.train_steps, record.started_at, record.finished_at, record.wall_s),
+    )
 
 
 def default_store_path() -> Path:
@@ -292,16 +309,7 @@ class Store:
         long) is spilled to ``unsaved/`` first, so that it is never lost, then the error raised."""
         try:
             with self._writing() as conn:
-                conn.execute(
-                    """INSERT OR REPLACE INTO cells VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
-                       ?, ?, ?, ?, ?)""",
-                    (record.run_id, record.algo, record.domain, record.condition, record.preset, record.seed,
-                     record.config_hash, _dumps(record.config), record.code_version, _dumps(record.packages),
-                     _dumps(record.env), record.status, record.reason, _dumps(record.metrics),
-                     _dumps(record.curves), _dumps(record.timings), _dumps(record.artifacts),
-                     record.feedback_used, record.online_samples, record.train_steps, record.started_at,
-                     record.finished_at, record.wall_s),
-                )
+                _insert(conn, record)
         except UserError as e:
             if record.status == "running":
                 raise
@@ -419,6 +427,172 @@ class Store:
     def status_of(self, run_id: str) -> str | None:
         row = self._conn.execute("SELECT status FROM cells WHERE run_id=?", (run_id,)).fetchone()
         return row["status"] if row else None
+
+    def fingerprint(self) -> str:
+        """A hash of the store's cells (every column of every row): which version of a store a
+        merged record came from."""
+        h = hashlib.sha256()
+        for row in self._conn.execute("SELECT * FROM cells ORDER BY run_id"):
+            h.update(_dumps(list(row)).encode())
+        return h.hexdigest()[:16]
+
+    # -- merging ---------------------------------------------------------------------------
+    def merge_from(self, *paths: Path | str, prefer: Path | str | None = None) -> MergeReport:
+        """Merge the cells of the stores at ``paths`` into this one, in one transaction (all or
+        nothing): see :func:`merge_stores` for the rules."""
+        return self._merge([_read_source(Path(p), self.path) for p in paths], prefer)
+
+    def _merge(self, sources: list[_Source], prefer: Path | str | None) -> MergeReport:
+        with self._writing("merge into") as conn:
+            current = {r.run_id: (r, self.path.resolve()) for r in self.records()}
+            writes, reports = _plan(current, sources, _preferred(prefer, sources, self.path))
+            for rec in writes:
+                _insert(conn, rec)
+        return MergeReport(str(self.path), reports)
+
+
+# -- merging stores: several machines ran parts of a grid ----------------------------------------
+VOLATILE_METRICS = frozenset({"wall_s"})
+"""Metrics that differ between two runs of one cell (timings): not compared when merging."""
+_RANK = {"running": 0, "failed": 1, "done": 2, "na": 2}
+"""Which record of a cell wins a merge: a finished one (done, n/a) over a failed one over a running one."""
+
+
+@dataclass
+class SourceReport:
+    """What merging one store did to the target, cell by cell."""
+
+    path: str
+    fingerprint: str
+    cells: int
+    added: int = 0
+    """cells the target did not have"""
+    replaced: int = 0
+    """cells whose record replaced the target's (finished over failed/running, the newer of two
+    unfinished ones, or the ``--prefer`` store's)"""
+    same: int = 0
+    """cells the target already had with the same result"""
+    kept: int = 0
+    """cells where the target's record was kept (it is finished, newer or preferred)"""
+
+
+@dataclass
+class MergeReport:
+    target: str
+    sources: list[SourceReport]
+
+    @property
+    def changed(self) -> int:
+        return sum(s.added + s.replaced for s in self.sources)
+
+
+@dataclass
+class _Source:
+    path: Path
+    fingerprint: str
+    records: list[Record]
+
+
+def same_result(a: Record, b: Record) -> bool:
+    """The same cell with the same outcome: status, config hash and metrics (but wall time)."""
+    def stable(m: dict) -> str:
+        return _dumps({k: v for k, v in m.items() if k not in VOLATILE_METRICS})
+
+    return a.status == b.status and a.config_hash == b.config_hash and stable(a.metrics) == stable(b.metrics)
+
+
+def _read_source(path: Path, target: Path) -> _Source:
+    if not path.exists():
+        raise UserError(f"no store at {path}: give the path of a prefbench store (.sqlite) to merge")
+    if target.exists() and path.resolve() == target.resolve():
+        raise UserError(f"{path} is the target store itself: give the other stores to merge into it")
+    with Store(path, readonly=True) as st:
+        return _Source(path.resolve(), st.fingerprint(), st.records())
+
+
+def _preferred(prefer: Path | str | None, sources: Sequence[_Source], target: Path) -> Path | None:
+    if prefer is None:
+        return None
+    path = Path(prefer).resolve()
+    stores = [s.path for s in sources] + [target.resolve()]
+    if path not in stores:
+        raise UserError(f"--prefer {prefer}: not one of the stores being merged ({', '.join(map(str, stores))})")
+    return path
+
+
+def _decide(mine: Record | None, origin: Path | None, theirs: Record, source: Path, prefer: Path | None) -> str:
+    """``added``, ``same``, ``replaced``, ``kept`` or ``conflict`` (two different finished results)."""
+    if mine is None:
+        return "added"
+    if same_result(mine, theirs):
+        return "same"
+    rank_mine, rank_theirs = _RANK[mine.status], _RANK[theirs.status]
+    if rank_mine == rank_theirs == 2:
+        if prefer is not None and prefer in (origin, source):
+            return "replaced" if prefer == source else "kept"
+        return "conflict"
+    if rank_mine != rank_theirs:
+        return "replaced" if rank_theirs > rank_mine else "kept"
+    newer = (theirs.finished_at or theirs.started_at) > (mine.finished_at or mine.started_at)
+    return "replaced" if newer else "kept"
+
+
+def _with_provenance(rec: Record, source: _Source) -> Record:
+    """The record, its ``env.merged_from`` extended by the store it comes from (path and fingerprint)."""
+    chain = rec.env.get("merged_from")
+    chain = list(chain) if isinstance(chain, list) else []
+    entry = {"store": str(source.path), "store_sha256": source.fingerprint, "merged_at": time.time()}
+    return dataclasses.replace(rec, env={**rec.env, "merged_from": [*chain, entry]})
+
+
+def _plan(current: dict[str, tuple[Record, Path]], sources: Sequence[_Source],
+          prefer: Path | None) -> tuple[list[Record], list[SourceReport]]:
+    """The records to write and what each source did; a conflict refuses the whole merge."""
+    writes: dict[str, Record] = {}
+    reports: list[SourceReport] = []
+    conflicts: list[tuple[str, Path, Path]] = []
+    for src in sources:
+        rep = SourceReport(str(src.path), src.fingerprint, len(src.records))
+        for theirs in src.records:
+            mine, origin = current.get(theirs.run_id, (None, None))
+            what = _decide(mine, origin, theirs, src.path, prefer)
+            if what == "conflict":
+                conflicts.append((theirs.run_id, origin, src.path))  # type: ignore[arg-type]
+                continue
+            setattr(rep, what, getattr(rep, what) + 1)
+            if what in ("added", "replaced"):
+                current[theirs.run_id] = (_with_provenance(theirs, src), src.path)
+                writes[theirs.run_id] = current[theirs.run_id][0]
+        reports.append(rep)
+    if conflicts:
+        ids = ", ".join(c[0] for c in conflicts[:3]) + (", ..." if len(conflicts) > 3 else "")
+        _, a, b = conflicts[0]
+        raise UserError(f"cannot merge: {len(conflicts)} cell(s) are done in two stores with different metrics "
+                        f"({ids}; first between {a} and {b}: different code versions or thread counts?); nothing "
+                        "was written: pass --prefer STORE to keep that store's results, or leave one store out")
+    return list(writes.values()), reports
+
+
+def merge_stores(into: Path | str | None, sources: Sequence[Path | str], *,
+                 prefer: Path | str | None = None) -> MergeReport:
+    """Merge the stores ``sources`` into ``into`` (default: the default store; created if need be),
+    all or nothing, in one transaction. Per cell (run id):
+
+    - not in the target: added; the same result (status, config hash, metrics but wall time): kept once;
+    - a finished record (done, n/a) beats a failed one, which beats a running one; of two failed or
+      two running ones the newer wins;
+    - two finished records with different results are a conflict: the whole merge is refused (one
+      line naming the run ids), unless ``prefer`` names one of the two stores (a source or the target).
+
+    Each record written remembers where it came from: ``env["merged_from"]``, a list of
+    ``{store, store_sha256, merged_at}`` (a record merged again keeps its earlier entries).
+    """
+    target = Path(into) if into is not None else default_store_path()
+    srcs = [_read_source(Path(p), target) for p in sources]
+    if not target.exists():  # refuse a conflicting merge before creating anything
+        _plan({}, srcs, _preferred(prefer, srcs, target))
+    with Store(target) as st:
+        return st._merge(srcs, prefer)
 
 
 # -- owners: a process is alive while it holds the flock on its own file -------------------------

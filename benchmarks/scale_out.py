@@ -88,7 +88,8 @@ def main() -> None:
              f"`bench {' '.join(grid[:-5])} --threads 1`, {res['machine']['cpus']} CPUs, load "
              f"{res['machine']['load_at_start']:.2f} at start; preparation shared and done first "
              f"({res['prepare_s']:.0f} s). Overhead per cell = (workers × grid wall − Σ cell wall) / cells.", "",
-             "| executor | workers | cells (done) | grid wall s | Σ cell wall s | overhead per cell s | speed-up vs local |",
+             "| executor | workers | cells (done) | grid wall s | Σ cell wall s | overhead per cell s | "
+             "speed-up vs local |",
              "|---|---|---|---|---|---|---|"]
     for r in res["runs"]:
         sp = "" if r["speedup_vs_local"] is None else f"{r['speedup_vs_local']:.2f}×"
