@@ -516,11 +516,11 @@ def grid_cmd(
                     cells.append(resolve(CellRequest(algo, domain, cond, seed, preset, own,
                                                      tuple(domain_sets or ()), tuple(budget_sets or ()))))
     if claims:
-        from leaderboard.claims import CLAIMS, claim_cells
+        from leaderboard.claims import all_claims, claim_cells
 
         if sets or domain_sets or budget_sets:
             fail("--claims runs the claims' own configurations: drop --set, --domain-set and --budget")
-        cells = claim_cells(CLAIMS, preset, seed_list)
+        cells = claim_cells(all_claims(), preset, seed_list)
         algo_names = sorted({c.request.algo for c in cells})
         domain_names = sorted({c.request.domain for c in cells})
     st = _open_store(store)
@@ -646,7 +646,7 @@ def report_claims_cmd(
     """Each seed paper's headline claim: paired difference, 95% intervals, verdict."""
     try:
         from benchmark.presets import check_preset
-        from leaderboard.claims import evaluate, to_markdown
+        from leaderboard.claims import evaluate, evaluate_sweeps, sweep_plot, sweeps_markdown, to_markdown
 
         check_preset(preset)
         seed_list = _parse_seeds(seeds)
@@ -655,17 +655,20 @@ def report_claims_cmd(
         st = _open_store(store, readonly=True)
         text = to_markdown(evaluate(st, preset, seed_list, reps=reps), store=str(st.path), preset=preset,
                            seeds=seed_list)
+        sweeps = evaluate_sweeps(st, preset, seed_list, reps=reps)
     except UserError as e:
         fail(str(e))
     if out is None:
-        sys.stdout.write(text)
+        sys.stdout.write(text + sweeps_markdown(sweeps))
         return
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text)
+        (out.parent / "img").mkdir(exist_ok=True)
+        plotted = sweep_plot(sweeps, out.parent / "img" / "coverage_sweep.png")
+        out.write_text(text + sweeps_markdown(sweeps, "img/coverage_sweep.png" if plotted else None))
     except OSError as e:
         fail(f"cannot write {out}: {e.strerror or e}; pass --out to a writable path")
-    console.print(f"wrote {out}")
+    console.print(f"wrote {out}" + (f" and {out.parent / 'img' / 'coverage_sweep.png'}" if plotted else ""))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -70,3 +70,29 @@ CONDITIONS: dict[str, Condition] = {
         ),
     ]
 }
+
+
+#: Conditions with a strength: ``name@value`` is the condition with its knob set to ``value``
+#: (``partial-coverage@0.6`` drops the pool's best 60%), for sweeps such as HyPO's coverage result.
+KNOBS = {
+    "partial-coverage": ("coverage_drop", 0.0, 0.99, "the fraction of the pool's best samples removed"),
+    "low-budget": ("data_fraction", 0.01, 1.0, "the fraction of offline contexts and of the feedback budget kept"),
+}
+
+
+def condition_at(name: str, raw: str) -> Condition:
+    """``name@raw``: the named condition with its strength knob (:data:`KNOBS`) set; ValueError
+    with the valid range when ``raw`` is not a number in it."""
+    knob, lo, hi, meaning = KNOBS[name]
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name}@{raw}: the strength must be a number in [{lo}, {hi}] ({meaning})") from None
+    if not lo <= value <= hi:
+        raise ValueError(f"{name}@{raw}: the strength must be in [{lo}, {hi}] ({meaning})")
+    base = CONDITIONS[name]
+    changes: dict = {knob: value}
+    if name == "low-budget":
+        changes["feedback_scale"] = value
+    return replace(base, name=f"{name}@{raw}", description=f"{base.description} (strength {knob}={value:g})",
+                   **changes)

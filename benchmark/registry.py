@@ -160,8 +160,16 @@ register_algorithm = ALGORITHMS.register
 
 
 def get_condition(name: str):
-    from benchmark.conditions import CONDITIONS
+    from benchmark.conditions import CONDITIONS, KNOBS, condition_at
 
+    base, at, raw = name.partition("@")
+    if at:
+        if base not in KNOBS:
+            raise UserError(f"condition {name!r}: only {', '.join(KNOBS)} take a strength (name@value)")
+        try:
+            return condition_at(base, raw)
+        except ValueError as e:
+            raise UserError(str(e)) from None
     if name not in CONDITIONS:
         raise UserError(f"unknown condition {name!r}: {did_you_mean(name, list(CONDITIONS))}valid conditions are "
                         f"{', '.join(CONDITIONS)}")

@@ -109,14 +109,54 @@ CLAIMS: tuple[Claim, ...] = (
 """The claims the report tests; adding a claim is adding a row."""
 
 
+@dataclass(frozen=True)
+class Sweep:
+    """An experiment: a method's advantage over a baseline as a condition's strength grows
+    (``condition@level``, ``benchmark.conditions.KNOBS``)."""
+
+    paper: str
+    """Authors, year and the result's short name."""
+    claim: str
+    """The predicted trend in one line."""
+    method: str
+    """The algorithm whose advantage is measured."""
+    baseline: str
+    """The algorithm it is measured against."""
+    condition: str
+    """A condition with a strength knob."""
+    levels: tuple[str, ...]
+    """Strengths, weakest first; the verdict compares the last with the first."""
+    domains: tuple[str, ...] = DOMAINS3
+    """Domains on which the sweep runs."""
+    metric: str = "normalized_score"
+    """The stored metric compared."""
+
+    def claim_at(self, level: str) -> Claim:
+        return Claim(self.paper, self.claim, self.method, self.baseline, self.domains, self.metric,
+                     f"{self.condition}@{level}")
+
+
+SWEEPS: tuple[Sweep, ...] = (
+    Sweep("Song et al. 2024 (HyPO)", "offline DPO loses to online RL as the data cover less of the good region: "
+          "the gap rlhf − dpo grows with the coverage drop", "rlhf", "dpo", "partial-coverage",
+          ("0", "0.3", "0.6", "0.9")),
+)
+"""The experiments the report runs (``bench grid --claims`` runs their cells too)."""
+
+
 # ---------------------------------------------------------------------------------------------
 # cells and verdicts
 # ---------------------------------------------------------------------------------------------
 
 
+def all_claims(claims: Sequence[Claim] = CLAIMS, sweeps: Sequence[Sweep] = SWEEPS) -> list[Claim]:
+    """The claims and every level of every sweep, as claims (what the report evaluates)."""
+    return [*claims, *(s.claim_at(level) for s in sweeps for level in s.levels)]
+
+
 def claim_cells(claims: Sequence[Claim], preset: str, seeds: Sequence[int]) -> list[Any]:
     """Every resolved cell the claims need (each once), in a stable order: what ``bench grid
-    --claims`` runs."""
+    --claims`` runs (with :func:`all_claims`)."""
     from benchmark.runner import CellRequest, resolve
 
     cells, seen = [], set()
@@ -213,14 +253,65 @@ def evaluate_row(store: Any, cells: dict, claim: Claim, domain: str, seeds: Sequ
     return Row(claim, domain, verdict, "", paired, float(np.mean(a)), float(np.mean(b)), **fig)
 
 
-def evaluate(store: Any, preset: str, seeds: Sequence[int], claims: Sequence[Claim] = CLAIMS, *,
-             reps: int = 2000, seed: int = 0) -> list[Row]:
-    """Every claim × domain, in :data:`CLAIMS` order."""
+def _cell_index(claims: Sequence[Claim], preset: str, seeds: Sequence[int]) -> dict:
     cells = {}
     for cell in claim_cells(claims, preset, seeds):
         r = cell.request
         cells[(r.algo, r.domain, tuple(r.sets), r.condition, r.seed)] = cell
+    return cells
+
+
+def evaluate(store: Any, preset: str, seeds: Sequence[int], claims: Sequence[Claim] = CLAIMS, *,
+             reps: int = 2000, seed: int = 0) -> list[Row]:
+    """Every claim × domain, in :data:`CLAIMS` order."""
+    cells = _cell_index(claims, preset, seeds)
     return [evaluate_row(store, cells, c, d, seeds, reps=reps, seed=seed) for c in claims for d in c.domains]
+
+
+def evaluate_sweeps(store: Any, preset: str, seeds: Sequence[int], sweeps: Sequence[Sweep] = SWEEPS, *,
+                    reps: int = 2000, seed: int = 0) -> list[SweepRow]:
+    """Every sweep × domain."""
+    cells = _cell_index(all_claims((), sweeps), preset, seeds)
+    return [evaluate_sweep(store, cells, s, d, seeds, reps=reps, seed=seed) for s in sweeps for d in s.domains]
+
+
+@dataclass
+class SweepRow:
+    """One sweep on one domain: the paired gap at each level and the verdict on its trend."""
+
+    sweep: Sweep
+    domain: str
+    levels: list[Row]
+    verdict: str
+    reason: str = ""
+    trend: float | None = None
+    t_interval: tuple[float, float] | None = None
+    boot_interval: tuple[float, float] | None = None
+
+
+def _paired_gaps(store: Any, cells: dict, claim: Claim, domain: str, seeds: Sequence[int]) -> dict[int, float]:
+    recs = {w: _lookup(store, cells, claim, w, domain, seeds) for w in ("method", "baseline")}
+    out = {}
+    for s in seeds:
+        a, b = recs["method"].get(s), recs["baseline"].get(s)
+        if a is not None and b is not None and a.status == b.status == "done":
+            out[s] = a.metrics[claim.metric] - b.metrics[claim.metric]
+    return out
+
+
+def evaluate_sweep(store: Any, cells: dict, sweep: Sweep, domain: str, seeds: Sequence[int], *, reps: int = 2000,
+                   seed: int = 0) -> SweepRow:
+    """Each level's row, and the verdict on the trend: per seed, the gap at the strongest level
+    minus the gap at the weakest (> 0: the gap grows, as the paper predicts)."""
+    rows = [evaluate_row(store, cells, sweep.claim_at(lv), domain, seeds, reps=reps, seed=seed) for lv in sweep.levels]
+    if any(r.verdict in ("n/a", "not run", "not comparable") for r in rows):
+        bad = next(r for r in rows if r.verdict in ("n/a", "not run", "not comparable"))
+        return SweepRow(sweep, domain, rows, bad.verdict, bad.reason)
+    first = _paired_gaps(store, cells, sweep.claim_at(sweep.levels[0]), domain, seeds)
+    last = _paired_gaps(store, cells, sweep.claim_at(sweep.levels[-1]), domain, seeds)
+    trend = [last[s] - first[s] for s in seeds]
+    verdict, fig = verdict_of(trend, reps=reps, seed=seed)
+    return SweepRow(sweep, domain, rows, verdict, "", fig.get("diff"), fig.get("t_interval"), fig.get("boot_interval"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -265,6 +356,53 @@ def to_markdown(rows: Sequence[Row], *, store: str, preset: str, seeds: Sequence
     return "\n".join(lines) + "\n"
 
 
+def sweeps_markdown(rows: Sequence[SweepRow], image: str | None = None) -> str:
+    """The experiments' section: the gap at each level, and the verdict on its trend."""
+    lines = ["", "## Experiments", ""]
+    for sweep in dict.fromkeys(r.sweep for r in rows):
+        lines += [f"### {sweep.paper}: {sweep.claim}", "",
+                  f"Gap = {sweep.method} − {sweep.baseline} ({sweep.metric}) per seed under `{sweep.condition}@level`; "
+                  "trend = gap at the strongest level − gap at the weakest, per seed.", "",
+                  "| domain | " + " | ".join(f"gap @{lv}" for lv in sweep.levels)
+                  + " | trend | t 95% | bootstrap 95% | verdict |", "|---|" + "---|" * (len(sweep.levels) + 4)]
+        for r in (r for r in rows if r.sweep == sweep):
+            gaps = " | ".join(_num(x.diff) + (f" {_interval(x.t_interval)}" if x.t_interval else "") for x in r.levels)
+            verdict = r.verdict + (f" ({r.reason})" if r.reason else "")
+            lines.append(f"| {r.domain} | {gaps} | {_num(r.trend)} | {_interval(r.t_interval)} | "
+                         f"{_interval(r.boot_interval)} | {verdict} |")
+        lines.append("")
+    if image:
+        lines += [f"![{rows[0].sweep.claim if rows else ''}]({image})", ""]
+    return "\n".join(lines)
+
+
+def sweep_plot(rows: Sequence[SweepRow], path: Any) -> bool:
+    """Gap vs level per domain (mean and 95% t-interval over seeds); False when nothing to plot."""
+    rows = [r for r in rows if any(x.diff is not None for x in r.levels)]
+    if not rows:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for r in rows:
+        xs = [float(lv) for lv in r.sweep.levels]
+        ys = [np.nan if x.diff is None else x.diff for x in r.levels]
+        err = [0.0 if x.t_interval is None else (x.t_interval[1] - x.t_interval[0]) / 2 for x in r.levels]
+        ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=f"{r.domain} ({r.verdict})")
+    ax.axhline(0, color="grey", lw=0.8)
+    sweep = rows[0].sweep
+    ax.set_xlabel(f"{sweep.condition} strength")
+    ax.set_ylabel(f"{sweep.method} − {sweep.baseline}: {sweep.metric}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
+    return True
+
+
 class _Lookup:
     """A store-like ``get`` over records already loaded (a leaderboard's board)."""
 
@@ -301,5 +439,6 @@ def claims_table(board: Any) -> Any:
     return Table("claims", "seed papers' claims", caption, columns, body, kind="claims", long=long)
 
 
-__all__ = ["CLAIMS", "Claim", "Row", "bootstrap_interval", "claim_cells", "claims_table", "evaluate", "to_markdown",
+__all__ = ["CLAIMS", "SWEEPS", "Claim", "Row", "Sweep", "SweepRow", "all_claims", "bootstrap_interval", "claim_cells",
+           "claims_table", "evaluate", "evaluate_sweeps", "sweep_plot", "sweeps_markdown", "to_markdown",
            "verdict_of"]

@@ -11,15 +11,16 @@ import pytest
 
 from benchmark.runner import CellRequest, new_record, resolve
 from benchmark.store import Store
-from leaderboard.claims import CLAIMS, Claim, claim_cells, evaluate, verdict_of
+from leaderboard.claims import Claim, all_claims, claim_cells, evaluate, verdict_of
 
 CLAIM = Claim("Test et al. 2026", "dpo beats sft", "dpo", "sft", domains=("text",))
 SEEDS = [0, 1, 2]
 
 
 def put(store: Store, algo: str, seed: int, score: float | None, *, status: str = "done", threads: int = 1,
-        reason: str | None = None) -> None:
-    rec = new_record(resolve(CellRequest(algo, "text", seed=seed, preset="smoke")), status=status, reason=reason)
+        reason: str | None = None, condition: str = "default") -> None:
+    rec = new_record(resolve(CellRequest(algo, "text", condition, seed=seed, preset="smoke")), status=status,
+                     reason=reason)
     rec.metrics = {} if score is None else {"normalized_score": score}
     rec.env = dict(rec.env, torch_threads=threads)
     store.put(rec)
@@ -87,7 +88,7 @@ def test_report_is_byte_identical_and_grid_claims_lists_its_cells(tmp_path: Path
     dry = subprocess.run([*run, "grid", "--claims", "--preset", "smoke", "--seeds", "2", "--dry-run", "--store",
                           str(tmp_path / "s.sqlite")], capture_output=True, text=True, env=env, timeout=300)
     assert dry.returncode == 0, dry.stderr
-    expected = {c.run_id for c in claim_cells(CLAIMS, "smoke", [0, 1])}
+    expected = {c.run_id for c in claim_cells(all_claims(), "smoke", [0, 1])}
     listed = {line.split()[2] for line in dry.stdout.splitlines() if line.startswith("would run")}
     stored = {r.run_id for r in store.records()}
     assert listed == expected - stored and len(expected) > 40
@@ -113,3 +114,24 @@ def test_the_leaderboard_page_carries_the_claims(tmp_path: Path) -> None:
     md = (tmp_path / "site" / "leaderboard.md").read_text()
     assert "## seed papers' claims" in md and "| GDPO's outputs are more diverse than DPO's | text |" in md
     assert "| reproduced |" in md and "SeRA" not in md  # only claims whose cells the board holds
+
+
+def test_a_sweep_reports_the_gap_per_level_and_a_verdict_on_its_trend(tmp_path: Path) -> None:
+    from leaderboard.claims import Sweep, evaluate_sweeps, sweep_plot, sweeps_markdown
+
+    sweep = Sweep("Test 2026", "the gap grows", "rlhf", "dpo", "partial-coverage", ("0", "0.5", "0.9"),
+                  domains=("text",))
+    store = Store(tmp_path / "s.sqlite")
+    for level, gap in (("0", 0.0), ("0.5", 4.0), ("0.9", 8.0)):
+        for seed in SEEDS:
+            put(store, "dpo", seed, 10.0, condition=f"partial-coverage@{level}")
+            put(store, "rlhf", seed, 10.0 + gap + seed * 0.1 * gap, condition=f"partial-coverage@{level}")
+    (row,) = evaluate_sweeps(store, "smoke", SEEDS, [sweep])
+    assert row.verdict == "reproduced" and row.trend == pytest.approx(8.0 + 0.8)
+    assert [r.diff for r in row.levels] == pytest.approx([0.0, 4.4, 8.8])
+    md = sweeps_markdown([row], "img/s.png")
+    assert "| text | 0 [+0, +0] | 4.4" in md and "| reproduced |" in md and "![" in md
+    assert sweep_plot([row], tmp_path / "s.png") and (tmp_path / "s.png").stat().st_size > 1000
+    put(store, "rlhf", 2, 10.0, condition="partial-coverage@0.9")  # the gap no longer grows on seed 2
+    put(store, "rlhf", 1, 10.0, condition="partial-coverage@0.9")
+    assert evaluate_sweeps(store, "smoke", SEEDS, [sweep])[0].verdict == "cannot tell"

@@ -35,6 +35,31 @@ def test_partial_coverage_removes_the_best_region(text) -> None:
                           _inst(text, "default").offline.pairs.chosen) >= cut).any()
 
 
+@pytest.mark.parametrize("drop", [0.3, 0.6, 0.9])
+def test_a_coverage_strength_removes_that_much_of_the_best_region(text, drop: float) -> None:
+    from benchmark.registry import get_condition
+
+    d, budget = text
+    cond = get_condition(f"partial-coverage@{drop}")
+    assert cond.coverage_drop == drop and cond.name == f"partial-coverage@{drop}"
+    cut = torch.quantile(gold_utility(d.pool.components, d.oracle.weights), 1 - drop)
+    inst = make_instance(d, cond, budget, 0, torch.device("cpu"))[0]
+    assert (d.oracle.gold(inst.offline.pairs.contexts, inst.offline.pairs.chosen) < cut).all()
+
+
+@pytest.mark.parametrize(("spec", "error"), [
+    ("partial-coverage@lots", "the strength must be a number in [0.0, 0.99]"),
+    ("partial-coverage@1.5", "the strength must be in [0.0, 0.99]"),
+    ("noisy-labels@0.5", "only partial-coverage, low-budget take a strength"),
+])
+def test_a_bad_strength_is_one_clear_error(spec: str, error: str) -> None:
+    from benchmark.errors import UserError
+    from benchmark.registry import get_condition
+
+    with pytest.raises(UserError, match=error.replace("[", r"\[").replace("]", r"\]")):
+        get_condition(spec)
+
+
 def test_low_budget_cuts_data_and_feedback(text) -> None:
     low, full = _inst(text, "low-budget"), _inst(text, "default")
     assert low.feedback.budget == round(full.feedback.budget * 0.1)
