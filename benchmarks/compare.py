@@ -15,7 +15,9 @@ A claim whose method and baseline come from two files is paired only if both fil
 preparation (the same reference gold reward on the same draws).
 
 Also a per-domain table of every method's mean and 95% interval over seeds. Claims are rows of
-``CLAIMS``; `bench report claims` (issue #20) will read the store instead of these files.
+``CLAIMS``. `bench report claims` (leaderboard/claims.py) does the same on a store, with the
+claims as data there; this script stays for the result files of issues #15 and #16, whose cells
+were run in separate stores (some with another torch thread count, so they cannot be merged).
 """
 
 from __future__ import annotations
