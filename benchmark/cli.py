@@ -643,32 +643,24 @@ def report_claims_cmd(
                                              "print it).")] = None,
     reps: Annotated[int, typer.Option("--reps", help="Bootstrap resamples.")] = 2000,
 ) -> None:
-    """Each seed paper's headline claim: paired difference, 95% intervals, verdict."""
-    try:
-        from benchmark.presets import check_preset
-        from leaderboard.claims import evaluate, evaluate_sweeps, sweep_plot, sweeps_markdown, to_markdown
+    """Each seed paper's headline claim: paired difference, 95% intervals, verdict; and the experiments."""
+    from benchmark.presets import check_preset
+    from leaderboard.claims import report
 
-        check_preset(preset)
-        seed_list = _parse_seeds(seeds)
-        if reps < 100:
-            fail(f"--reps {reps}: use at least 100 bootstrap resamples")
-        st = _open_store(store, readonly=True)
-        text = to_markdown(evaluate(st, preset, seed_list, reps=reps), store=str(st.path), preset=preset,
-                           seeds=seed_list)
-        sweeps = evaluate_sweeps(st, preset, seed_list, reps=reps)
-    except UserError as e:
-        fail(str(e))
+    check_preset(preset)
+    seed_list = _parse_seeds(seeds)
+    if reps < 100:
+        fail(f"--reps {reps}: use at least 100 bootstrap resamples")
+    st = _open_store(store, readonly=True)
     if out is None:
-        sys.stdout.write(text + sweeps_markdown(sweeps))
+        sys.stdout.write(report(st, preset, seed_list, reps=reps))
         return
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        (out.parent / "img").mkdir(exist_ok=True)
-        plotted = sweep_plot(sweeps, out.parent / "img" / "coverage_sweep.png")
-        out.write_text(text + sweeps_markdown(sweeps, "img/coverage_sweep.png" if plotted else None))
+        out.write_text(report(st, preset, seed_list, reps=reps, img=out.parent / "img"))
     except OSError as e:
         fail(f"cannot write {out}: {e.strerror or e}; pass --out to a writable path")
-    console.print(f"wrote {out}" + (f" and {out.parent / 'img' / 'coverage_sweep.png'}" if plotted else ""))
+    console.print(f"wrote {out} (plots in {out.parent / 'img'})")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -22,7 +22,11 @@ Headline metrics (docs/design.md §5):
   chain's, whose KL bounds the images' from above); otherwise ``elbo_gap`` = E_π[log π − log π_ref]
   of the surrogate, which is not a divergence and is never shown as a KL;
 - ``diversity`` and the domain's own metrics (``Oracle.metrics``), ``reference/<name>`` the
-  reference's on the same draws.
+  reference's on the same draws;
+- ``raters/win_rate``: the win rate against the reference as judged by a population of synthetic
+  raters (:func:`evaluation_raters`: drawn by clustering, Monti et al. 2019, from a heterogeneous
+  base population that is not the training one), mean over raters of σ((u_r(π) − u_r(ref)) / T);
+  whether it ranks algorithms as the gold does is an experiment of the claims report.
 
 A domain with an in-distribution split (``Domain.indist_contexts``) is also scored there, under
 ``indist/<name>``. Every metric must be finite, or the cell fails with the names of those that
@@ -41,6 +45,7 @@ from torch import Tensor
 from benchmark.api import Batch, Contexts, Policy, Samples
 from benchmark.data import stable_seed
 from benchmark.domain import Domain
+from benchmark.feedback import RaterPopulation, RaterPopulationConfig, synthesize_raters
 from benchmark.metrics import SCORE_VERSION
 from benchmark.objectives import kl_k1, kl_k3
 from benchmark.progress import Progress
@@ -93,6 +98,34 @@ def gold_chunked(domain: Domain, contexts: Contexts, samples: Samples, chunk: in
         domain.oracle.gold(contexts[i : i + chunk], samples[i : i + chunk]).float().cpu()
         for i in range(0, len(samples), chunk)
     ])
+
+
+def components_chunked(domain: Domain, contexts: Contexts, samples: Samples, chunk: int) -> Tensor:
+    return torch.cat([
+        domain.oracle.components(contexts[i : i + chunk], samples[i : i + chunk]).float().cpu()
+        for i in range(0, len(samples), chunk)
+    ])
+
+
+#: The base population the evaluation's synthetic raters are clustered from: as heterogeneous as
+#: the ``heterogeneous-raters`` condition's, with another seed (not the raters of any training data).
+EVAL_BASE_RATERS = RaterPopulationConfig(n_raters=24, n_clusters=4, dispersion=0.8, flip=0.35, seed=1)
+EVAL_RATERS, EVAL_RATER_CLUSTERS, EVAL_PROBES = 64, 4, 512
+_RATERS: weakref.WeakKeyDictionary[Domain, Tensor] = weakref.WeakKeyDictionary()
+
+
+def evaluation_raters(domain: Domain) -> Tensor:
+    """Weights ``[64, K]`` of the synthetic raters of ``raters/win_rate``: the base raters' judgments
+    (utilities of the first 512 pool items) are clustered and 64 raters drawn with the clusters'
+    statistics (``benchmark.feedback.synthesize_raters``)."""
+    if domain not in _RATERS:
+        base = RaterPopulation.build(domain.oracle.weights, EVAL_BASE_RATERS)
+        probes = domain.pool.components[:EVAL_PROBES].to(torch.float32)
+        judgments = (probes @ base.weights.T).T
+        synthetic = synthesize_raters(base, judgments, EVAL_RATER_CLUSTERS, EVAL_RATERS,
+                                      seed=stable_seed("eval-raters", domain.name))
+        _RATERS[domain] = synthetic.weights
+    return _RATERS[domain]
 
 
 def eval_splits(domain: Domain) -> dict[str, Contexts]:
@@ -207,6 +240,13 @@ class Evaluator:
             return {"kl_to_ref": float(kl_k1(lp, lp_ref).mean()), "kl_k3_to_ref": float(kl_k3(lp, lp_ref).mean())}
         return {"elbo_gap": float((lp - lp_ref).mean())}
 
+    def _rater_win_rate(self, mine: Draws, ref: Draws) -> float:
+        d = self.domain
+        raters = evaluation_raters(d)
+        u_pol = components_chunked(d, mine.repeated, mine.samples, d.cfg.eval_batch) @ raters.T
+        u_ref = components_chunked(d, ref.repeated, ref.samples, d.cfg.eval_batch) @ raters.T
+        return float(torch.sigmoid((u_pol.double() - u_ref.double()) / d.oracle.temperature).mean())
+
     def _split(self, policy: Policy, split: str, ctx: Contexts, seed: int, progress: Progress) -> dict[str, float]:
         d = self.domain
         anchors = self.stats["splits"][split]
@@ -219,6 +259,7 @@ class Evaluator:
         metrics.update({f"reference/{k}": v for k, v in ref_metrics.items()})
         if split == HELDOUT:
             metrics.update(self._likelihood_metrics(policy, mine, seed))
+            metrics["raters/win_rate"] = self._rater_win_rate(mine, ref)
             metrics["eval_contexts"] = float(len(ctx))
             metrics["eval_samples"] = float(len(mine.samples))
         return metrics

@@ -87,6 +87,53 @@ class RaterPopulation:
         return int(self.weights.shape[0])
 
 
+def kmeans(x: Tensor, k: int, seed: int = 0, iters: int = 100) -> Tensor:
+    """Lloyd's k-means on the rows of ``x`` with k-means++ seeding from ``seed``; cluster index per row."""
+    g = torch.Generator().manual_seed(seed)
+    x = x.to(torch.float64)
+    k = min(k, x.shape[0])
+    centres = x[torch.randint(x.shape[0], (1,), generator=g)]
+    while centres.shape[0] < k:  # k-means++: the next centre far from the chosen ones
+        d2 = torch.cdist(x, centres).min(dim=1).values ** 2
+        centres = torch.cat([centres, x[torch.multinomial(d2 / d2.sum(), 1, generator=g)]])
+    labels = torch.cdist(x, centres).argmin(dim=1)
+    for _ in range(iters):
+        centres = torch.stack([x[labels == c].mean(0) if (labels == c).any() else centres[c] for c in range(k)])
+        new = torch.cdist(x, centres).argmin(dim=1)
+        if torch.equal(new, labels):
+            break
+        labels = new
+    return labels
+
+
+def synthesize_raters(base: RaterPopulation, judgments: Tensor, n_clusters: int, n_raters: int,
+                      seed: int = 0) -> RaterPopulation:
+    """Synthetic raters by clustering (Monti et al. 2019): cluster the base raters by their
+    judgments ``[R, P]`` (standardised utilities of P probe items), then draw ``n_raters`` raters,
+    a cluster with probability ∝ its size and weights from N(μ_c, Σ_c) of that cluster's raters
+    (Σ_c shrunk towards its diagonal, plus a small ridge, so that a cluster of one rater is valid)."""
+    z = (judgments - judgments.mean(1, keepdim=True)) / judgments.std(1, keepdim=True).clamp_min(1e-8)
+    labels = kmeans(z, n_clusters, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    w = base.weights.to(torch.float64)
+    k = int(labels.max()) + 1
+    sizes = torch.bincount(labels, minlength=k).to(torch.float64)
+    cluster = torch.multinomial(sizes / sizes.sum(), n_raters, replacement=True, generator=g)
+    means, out = [], torch.empty(n_raters, w.shape[1], dtype=torch.float64)
+    for c in range(k):
+        members = w[labels == c]
+        mu = members.mean(0)
+        cov = (torch.atleast_2d(torch.cov(members.T)) if len(members) > 1
+               else torch.zeros(w.shape[1], w.shape[1], dtype=torch.float64))
+        cov = 0.5 * cov + 0.5 * torch.diag(torch.diag(cov)) + 1e-6 * torch.eye(w.shape[1], dtype=torch.float64)
+        means.append(mu)
+        idx = (cluster == c).nonzero().flatten()
+        if len(idx):
+            chol = torch.linalg.cholesky(cov)
+            out[idx] = mu + torch.randn(len(idx), w.shape[1], generator=g, dtype=torch.float64) @ chol.T
+    return RaterPopulation(out.to(torch.float32), cluster, torch.stack(means).to(torch.float32))
+
+
 @dataclass
 class UtilityScale:
     """Pool statistics that give the annotator's units a meaning in every domain."""

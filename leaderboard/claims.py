@@ -314,6 +314,92 @@ def evaluate_sweep(store: Any, cells: dict, sweep: Sweep, domain: str, seeds: Se
     return SweepRow(sweep, domain, rows, verdict, "", fig.get("diff"), fig.get("t_interval"), fig.get("boot_interval"))
 
 
+@dataclass
+class RankRow:
+    """Do the evaluation's synthetic raters rank a domain's entries as the gold oracle does?"""
+
+    domain: str
+    entries: list[str]
+    verdict: str
+    tau: float | None = None
+    interval: tuple[float, float] | None = None
+    reason: str = ""
+
+
+RATERS_PAPER = "Monti et al. 2019 (synthetic raters by clustering)"
+RATERS_CLAIM = ("raters drawn from clusters of a base population rank the algorithms as the gold does: Kendall τ "
+                "between the entries' mean win rate (gold) and mean raters/win_rate > 0")
+
+
+def rank_agreement(records: Sequence[Any], domain: str, seeds: Sequence[int], *, reps: int = 2000,
+                   seed: int = 0) -> RankRow:
+    """Kendall τ between the entries' means of ``win_rate`` and ``raters/win_rate`` over ``seeds``
+    (default condition; an entry is an algorithm with one config, with a done cell at every seed),
+    with a percentile bootstrap over seeds (resampled jointly for all entries)."""
+    from scipy.stats import kendalltau
+
+    from benchmark.cache import hash_obj
+
+    table: dict[str, dict[int, tuple[float, float]]] = {}
+    for r in records:
+        if (r.domain == domain and r.condition == "default" and r.status == "done" and r.seed in seeds
+                and "raters/win_rate" in r.metrics):
+            key = f"{r.algo}:{hash_obj(r.config.get('algo_config', {}), 6)}"
+            table.setdefault(key, {})[r.seed] = (r.metrics["win_rate"], r.metrics["raters/win_rate"])
+    entries = sorted(k for k, v in table.items() if set(seeds) <= set(v))
+    if len(entries) < 3:
+        return RankRow(domain, entries, "not run", reason=f"{len(entries)} entries with raters/win_rate at every "
+                       "seed; need 3")
+    x = np.array([[table[e][s] for s in seeds] for e in entries])  # [E, S, 2]
+
+    def tau(idx: np.ndarray) -> float:
+        m = x[:, idx].mean(axis=1)
+        t = kendalltau(m[:, 0], m[:, 1]).statistic
+        return float(t) if np.isfinite(t) else 0.0
+
+    point = tau(np.arange(len(seeds)))
+    rng = np.random.default_rng(seed)
+    boots = [tau(rng.integers(0, len(seeds), len(seeds))) for _ in range(reps)]
+    lo, hi = float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))
+    verdict = "reproduced" if lo > 0 else "refuted" if hi < 0 else "cannot tell"
+    return RankRow(domain, [e.split(":")[0] for e in entries], verdict, point, (lo, hi))
+
+
+def raters_plot(rows: Sequence[RankRow], path: Any) -> bool:
+    """Kendall τ per domain with its bootstrap interval; False when no domain has one."""
+    rows = [r for r in rows if r.tau is not None]
+    if not rows:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    xs = np.arange(len(rows))
+    taus = [r.tau for r in rows]
+    err = np.array([[r.tau - r.interval[0], r.interval[1] - r.tau] for r in rows]).T  # type: ignore[index]
+    ax.bar(xs, taus, color="#4c72b0")
+    ax.errorbar(xs, taus, yerr=err, fmt="none", color="black", capsize=4)
+    ax.set_xticks(xs, [f"{r.domain}\n({len(r.entries)} entries)" for r in rows])
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_ylim(-1.05, 1.05)
+    ax.set_ylabel("Kendall τ: gold vs synthetic raters")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
+    return True
+
+
+def raters_markdown(rows: Sequence[RankRow]) -> str:
+    lines = ["", f"### {RATERS_PAPER}: {RATERS_CLAIM}", "",
+             "| domain | entries | Kendall τ | bootstrap 95% over seeds | verdict |", "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r.domain} | {', '.join(r.entries)} | {_num(r.tau)} | {_interval(r.interval)} | "
+                     f"{r.verdict}{f' ({r.reason})' if r.reason else ''} |")
+    return "\n".join(lines) + "\n"
+
+
 # ---------------------------------------------------------------------------------------------
 # the report
 # ---------------------------------------------------------------------------------------------
@@ -439,6 +525,41 @@ def claims_table(board: Any) -> Any:
     return Table("claims", "seed papers' claims", caption, columns, body, kind="claims", long=long)
 
 
-__all__ = ["CLAIMS", "SWEEPS", "Claim", "Row", "Sweep", "SweepRow", "all_claims", "bootstrap_interval", "claim_cells",
-           "claims_table", "evaluate", "evaluate_sweeps", "sweep_plot", "sweeps_markdown", "to_markdown",
-           "verdict_of"]
+def report(store: Any, preset: str, seeds: Sequence[int], *, reps: int = 2000, img: Any = None) -> str:
+    """The whole report as Markdown: the claims, the coverage sweep and the raters' rank agreement;
+    with ``img`` (a directory) their plots are drawn there and linked as ``img/<name>.png``."""
+    text = to_markdown(evaluate(store, preset, seeds, reps=reps), store=str(store.path), preset=preset, seeds=seeds)
+    sweeps = evaluate_sweeps(store, preset, seeds, reps=reps)
+    records = store.records(preset=preset)
+    ranks = [rank_agreement(records, d, seeds, reps=reps) for d in sorted({r.domain for r in records})]
+    swept = ranked = False
+    if img is not None:
+        img.mkdir(parents=True, exist_ok=True)
+        swept = sweep_plot(sweeps, img / "coverage_sweep.png")
+        ranked = raters_plot(ranks, img / "raters_tau.png")
+    return (text + sweeps_markdown(sweeps, "img/coverage_sweep.png" if swept else None) + raters_markdown(ranks)
+            + ("\n![Kendall τ per domain](img/raters_tau.png)\n" if ranked else ""))
+
+
+__all__ = [
+    "CLAIMS",
+    "SWEEPS",
+    "Claim",
+    "RankRow",
+    "Row",
+    "Sweep",
+    "SweepRow",
+    "all_claims",
+    "bootstrap_interval",
+    "claim_cells",
+    "claims_table",
+    "evaluate",
+    "evaluate_sweeps",
+    "rank_agreement",
+    "raters_markdown",
+    "report",
+    "sweep_plot",
+    "sweeps_markdown",
+    "to_markdown",
+    "verdict_of",
+]

@@ -135,3 +135,23 @@ def test_a_sweep_reports_the_gap_per_level_and_a_verdict_on_its_trend(tmp_path: 
     put(store, "rlhf", 2, 10.0, condition="partial-coverage@0.9")  # the gap no longer grows on seed 2
     put(store, "rlhf", 1, 10.0, condition="partial-coverage@0.9")
     assert evaluate_sweeps(store, "smoke", SEEDS, [sweep])[0].verdict == "cannot tell"
+
+
+@pytest.mark.parametrize(("sign", "verdict"), [(1.0, "reproduced"), (-1.0, "refuted")])
+def test_rank_agreement_of_synthetic_raters_and_the_gold(tmp_path: Path, sign: float, verdict: str) -> None:
+    from leaderboard.claims import rank_agreement, raters_markdown, raters_plot
+
+    store = Store(tmp_path / "s.sqlite")
+    for i, algo in enumerate(("reference", "sft", "dpo", "ipo", "kto")):
+        for seed in SEEDS:
+            put(store, algo, seed, 0.0)
+            rec = store.records(algo=algo)[seed]
+            win = 0.5 + 0.02 * i + 0.001 * seed
+            rec.metrics.update(win_rate=win, **{"raters/win_rate": 0.5 + sign * (win - 0.5)})
+            store.put(rec)
+    row = rank_agreement(store.records(), "text", SEEDS)
+    assert row.verdict == verdict and row.tau == pytest.approx(sign) and len(row.entries) == 5
+    assert row.interval == (pytest.approx(sign), pytest.approx(sign))
+    assert f"| text | dpo, ipo, kto, reference, sft | {sign:.4g} |" in raters_markdown([row])
+    assert raters_plot([row], tmp_path / "tau.png")
+    assert rank_agreement(store.records(), "text", [0, 1, 2, 3]).verdict == "not run"  # seed 3 is missing

@@ -153,6 +153,7 @@ def test_reference_algorithm_is_the_noise_floor(name: str, home, cache) -> None:
         assert rec.status == "done", rec.reason
         m = rec.metrics
         assert m["normalized_score"] == 0.0 and m["win_rate"] == 0.5 and m["gold_gain"] == 0.0
+        assert m["raters/win_rate"] == 0.5  # the synthetic raters see the same samples on both sides
         assert m["gold_reward"] == m["reference_gold_reward"]
         assert m.get("kl_to_ref", 0.0) == 0.0 and m.get("elbo_gap", 0.0) == 0.0
         assert m["train_steps"] == 0 and m["feedback_used"] == 0 and m["online_samples_used"] == 0

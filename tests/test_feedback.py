@@ -146,3 +146,26 @@ def test_inverted_channel_reverses_every_answer(text_domain) -> None:
     torch.testing.assert_close(flipped.compare(ctx, a, b), 1 - plain.compare(ctx, a, b))
     torch.testing.assert_close(flipped.rate(ctx, a), -plain.rate(ctx, a))
     torch.testing.assert_close(flipped.rank(ctx, [a, b, a]), 2 - plain.rank(ctx, [a, b, a]))
+
+
+def test_synthetic_raters_by_clustering_keep_the_clusters_of_the_base_population() -> None:
+    """Two well-separated base clusters (one inverts component 2): k-means on their judgments finds
+    them, and the synthetic raters are drawn around each cluster's mean in proportion to its size."""
+    from benchmark.feedback import RaterPopulation, kmeans, synthesize_raters
+
+    g = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[1.0, 1.0, 0.5], [1.0, -1.0, 0.5]])
+    members = torch.tensor([0] * 18 + [1] * 6)
+    weights = centres[members] + 0.05 * torch.randn(24, 3, generator=g)
+    base = RaterPopulation(weights, members, centres)
+    probes = torch.randn(200, 3, generator=g)
+    judgments = (probes @ weights.T).T
+    labels = kmeans(judgments, 2, seed=3)
+    assert len({(int(a), int(b)) for a, b in zip(labels, members)}) == 2  # the same partition
+    synth = synthesize_raters(base, judgments, 2, 400, seed=1)
+    inverted = synth.weights[:, 1] < 0
+    assert 0.15 < float(inverted.float().mean()) < 0.35  # 6 of 24 base raters invert component 2
+    assert torch.allclose(synth.weights[inverted].mean(0), centres[1], atol=0.05)
+    assert torch.allclose(synth.weights[~inverted].mean(0), centres[0], atol=0.05)
+    again = synthesize_raters(base, judgments, 2, 400, seed=1)
+    assert torch.equal(again.weights, synth.weights)
