@@ -362,7 +362,9 @@ def rank_agreement(records: Sequence[Any], domain: str, seeds: Sequence[int], *,
     boots = [tau(rng.integers(0, len(seeds), len(seeds))) for _ in range(reps)]
     lo, hi = float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))
     verdict = "reproduced" if lo > 0 else "refuted" if hi < 0 else "cannot tell"
-    return RankRow(domain, [e.split(":")[0] for e in entries], verdict, point, (lo, hi))
+    algos = [e.split(":")[0] for e in entries]
+    labels = [a if algos.count(a) == 1 else e for a, e in zip(algos, entries)]  # several configs: name:hash
+    return RankRow(domain, labels, verdict, point, (lo, hi))
 
 
 def raters_plot(rows: Sequence[RankRow], path: Any) -> bool:
