@@ -79,7 +79,7 @@ def test_adversary_every_attempt_fails_and_its_cell_is_failed(home: Path, cache_
                     "call 'oracle' on handle", "was not given to this cell"):
         assert refused in trace, f"{refused!r} was not refused:\n{trace[-3000:]}"
     assert {r.run_id: (r.status, r.metrics) for r in Store(store).records() if r.algo != "adversary"} == before
-    assert not Path("/tmp/stolen.sqlite").exists() and not (home / "planted.txt").exists()
+    assert not (tmp_path / "stolen.sqlite").exists() and not (home / "planted.txt").exists()
 
 
 LOOPER = '''

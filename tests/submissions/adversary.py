@@ -36,7 +36,7 @@ def attempts(ctx: RunContext) -> list[str]:
     attempt("environment", lambda: [k for k in importer("os").environ if "PREFBENCH" in k or "@HOME@" in
                                     importer("os").environ[k]])
     attempt("parent's environment", lambda: opener(f"/proc/{importer('os').getppid()}/environ", "rb").read())
-    attempt("a shell", lambda: importer("os").system(f"cp {STORE} /tmp/stolen.sqlite") == 0 or None)
+    attempt("a shell", lambda: importer("os").system(f"cp {STORE} {HOME}/../stolen.sqlite") == 0 or None)
     attempt("a subprocess", lambda: importer("subprocess").run(["cat", STORE], capture_output=True).stdout)
     attempt("write into the home", lambda: opener(HOME + "/planted.txt", "w").write("x"))
 
