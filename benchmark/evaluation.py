@@ -100,11 +100,16 @@ def gold_chunked(domain: Domain, contexts: Contexts, samples: Samples, chunk: in
     ])
 
 
-def components_chunked(domain: Domain, contexts: Contexts, samples: Samples, chunk: int) -> Tensor:
-    return torch.cat([
-        domain.oracle.components(contexts[i : i + chunk], samples[i : i + chunk]).float().cpu()
-        for i in range(0, len(samples), chunk)
-    ])
+def components_and_gold(domain: Domain, contexts: Contexts, samples: Samples, chunk: int) -> tuple[Tensor, Tensor]:
+    """The oracle's components ``[N, K]`` and gold rewards ``[N]`` from one pass of the oracle
+    (gold = components · weights, the ``Oracle`` contract; computed per chunk as ``Oracle.gold`` does)."""
+    weights = domain.oracle.weights.to(torch.float32)
+    comps, gold = [], []
+    for i in range(0, len(samples), chunk):
+        c = domain.oracle.components(contexts[i : i + chunk], samples[i : i + chunk])
+        comps.append(c.float().cpu())
+        gold.append((c @ weights).float().cpu())
+    return torch.cat(comps), torch.cat(gold)
 
 
 #: The base population the evaluation's synthetic raters are clustered from: as heterogeneous as
@@ -173,6 +178,8 @@ class Draws:
     contexts: Contexts
     samples: Samples
     gold: Tensor
+    components: Tensor
+    """The oracle's components of each sample ``[C·k, K]`` (what the synthetic raters weigh)."""
 
     @property
     def repeated(self) -> Contexts:
@@ -215,8 +222,8 @@ class Evaluator:
         d, k = self.domain, self.domain.cfg.eval_samples
         gen = torch.Generator().manual_seed(stable_seed("eval", d.name, split, seed))
         samples = sample_chunked(policy, ctx, k, gen, d.cfg.eval_batch, progress, what)
-        gold = gold_chunked(d, ctx.repeat(k), samples, d.cfg.eval_batch).view(len(ctx), k)
-        return Draws(ctx, samples, gold)
+        comps, gold = components_and_gold(d, ctx.repeat(k), samples, d.cfg.eval_batch)
+        return Draws(ctx, samples, gold.view(len(ctx), k), comps)
 
     def reference_draws(self, split: str, ctx: Contexts, seed: int, progress: Progress) -> tuple[Draws, dict]:
         """The reference's draws at ``seed`` (memoised per prepared domain: every algorithm's cell at
@@ -243,8 +250,7 @@ class Evaluator:
     def _rater_win_rate(self, mine: Draws, ref: Draws) -> float:
         d = self.domain
         raters = evaluation_raters(d)
-        u_pol = components_chunked(d, mine.repeated, mine.samples, d.cfg.eval_batch) @ raters.T
-        u_ref = components_chunked(d, ref.repeated, ref.samples, d.cfg.eval_batch) @ raters.T
+        u_pol, u_ref = mine.components @ raters.T, ref.components @ raters.T
         return float(torch.sigmoid((u_pol.double() - u_ref.double()) / d.oracle.temperature).mean())
 
     def _split(self, policy: Policy, split: str, ctx: Contexts, seed: int, progress: Progress) -> dict[str, float]:

@@ -75,8 +75,9 @@ def allowed_calls() -> dict[type, tuple[frozenset[str], frozenset[str]]]:
     }
 
 
-def view_handles(ctx: RunContext) -> tuple[dict[int, str], Any]:
-    """The handles a child may use (handle → role) and the view it is sent, with the judge sealed."""
+def view_handles(ctx: RunContext) -> tuple[dict[int, str], Any, list[int]]:
+    """The handles a child may use (handle → role), the view it is sent (with the judge sealed), and
+    the handles sealed here (released when the child is done)."""
     import dataclasses
 
     from benchmark.policies.control import SealedSimulator
@@ -95,12 +96,12 @@ def view_handles(ctx: RunContext) -> tuple[dict[int, str], Any]:
     for m in inst.reference.modules():
         if isinstance(getattr(m, "simulator", None), SealedSimulator):
             roles[m.simulator._handle] = "object"
-    judge = None
+    judge, owned = None, []
     if inst.judge is not None:
-        handle = seal(inst.judge)
-        roles[handle] = "object"
-        judge = SealedJudge(handle)
-    return roles, dataclasses.replace(inst, judge=judge)
+        owned.append(seal(inst.judge))
+        roles[owned[-1]] = "object"
+        judge = SealedJudge(owned[-1])
+    return roles, dataclasses.replace(inst, judge=judge), owned
 
 
 class Channel:
@@ -217,8 +218,13 @@ def _child_env(threads: int, scratch: str) -> dict[str, str]:
             "MKL_NUM_THREADS": str(threads)}
 
 
+def cpu_seconds(limits: Limits, threads: int) -> int:
+    """The child's CPU-time limit (``RLIMIT_CPU``): ``cpu_s``, or the wall time × threads."""
+    return int(limits.cpu_s if limits.cpu_s is not None else limits.wall_s * threads) + 1
+
+
 def start_child(limits: Limits, threads: int, scratch: str) -> subprocess.Popen:
-    cpu = int(limits.cpu_s if limits.cpu_s is not None else limits.wall_s * threads) + 1
+    cpu = cpu_seconds(limits, threads)
 
     def limit_cpu() -> None:  # runs in the child before exec
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
@@ -243,7 +249,7 @@ def run_child(init: dict, limits: Limits, roles: dict[int, str], ctx: RunContext
         except TimeoutError:
             failure = CellFailed(f"the submitted method ran past its wall-time limit of {limits.wall_s:g} s")
         except (EOFError, BrokenPipeError):
-            failure = CellFailed(_death_reason(proc, limits))
+            failure = CellFailed(_death_reason(proc, cpu_seconds(limits, threads)))
         except CellFailed as e:
             failure = e
         finally:
@@ -268,15 +274,13 @@ def _describe_result(channel: Channel) -> dict:
     raise CellFailed(f"the submitted method's process sent {msg[0]!r} while being described")
 
 
-def _death_reason(proc: subprocess.Popen, limits: Limits) -> str:
+def _death_reason(proc: subprocess.Popen, cpu: int) -> str:
     try:
         code = proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         return "the submitted method's process stopped answering"
-    if code in (-signal.SIGXCPU, -signal.SIGKILL) and limits.cpu_s is not None:
-        return f"the submitted method ran past its CPU-time limit of {limits.cpu_s:g} s (killed by signal {-code})"
-    if code == -signal.SIGXCPU:
-        return "the submitted method ran past its CPU-time limit (SIGXCPU)"
+    if code == -signal.SIGXCPU:  # RLIMIT_CPU's soft limit
+        return f"the submitted method ran past its CPU-time limit of {cpu} s"
     return f"the submitted method's process died (exit status {code}), e.g. out of memory or a crash"
 
 
@@ -301,12 +305,17 @@ def describe_submission(path: Path, class_name: str, limits: Limits) -> dict:
 def train_in_sandbox(path: Path, class_name: str, ctx: RunContext, cfg: dict, limits: Limits) -> Policy:
     """Train the submitted class in a sandbox on ``ctx``'s view; returns the trained policy (a
     ``make_policy()`` with the child's parameters), with ``ctx``'s steps, curves and summary set."""
-    roles, instance = view_handles(ctx)
+    from benchmark.seal import release
+
+    roles, instance, owned = view_handles(ctx)
     init = {"mode": "train", "submission": str(Path(path).resolve()), "class_name": class_name,
             "threads": torch.get_num_threads(), "handles": sorted(roles), "instance": instance,
             "budget": ctx.budget, "seed": ctx.seed, "meter": ctx.meter, "config": cfg,
             "generator_state": ctx.generator.get_state()}
-    result = run_child(init, limits, roles, ctx)
+    try:
+        result = run_child(init, limits, roles, ctx)
+    finally:
+        release(owned)
     return _adopt(result, ctx)
 
 

@@ -170,3 +170,18 @@ def test_non_finite_domain_metric_fails_the_cell(home, cache, monkeypatch) -> No
     rec = run_cell(resolve(CellRequest("reference", "text", preset="smoke", seed=5)), store=Store(home / "s.sqlite"),
                    cache=cache)
     assert rec.status == "failed" and "accuracy" in rec.reason
+
+
+def test_synthetic_raters_prefer_what_every_rater_weighs_positively(cache) -> None:
+    """Draws that differ only in the oracle's first component (whose sign no rater cluster flips):
+    the raters' win rate is above 0.5 for the better side and mirrors it for the worse."""
+    from benchmark.evaluation import Draws
+
+    domain, stats = _prepare("text", cache)
+    ev = Evaluator(domain, stats)
+    base = torch.zeros(32, domain.oracle.weights.numel())
+    better = base.clone()
+    better[:, 0] = 1.0
+    draws = {name: Draws(None, None, torch.zeros(8, 4), comps) for name, comps in (("base", base), ("up", better))}
+    up, down = ev._rater_win_rate(draws["up"], draws["base"]), ev._rater_win_rate(draws["base"], draws["up"])
+    assert up > 0.6 and down == pytest.approx(1 - up)

@@ -106,6 +106,8 @@ class Hog(Algorithm):
      ["--wall-time", "8"], "ran past its wall-time limit of 8 s"),
     ("glutton", "        return torch.ones(int(6e9), dtype=torch.uint8)",
      ["--memory-gb", "1"], "ran out of its memory limit"),
+    ("burner", "        x = torch.zeros(1)\n        while True:\n            x = x + 1",
+     ["--cpu-time", "15"], "ran past its CPU-time limit of 16 s"),
 ])
 def test_limits_fail_only_the_offending_cell(home: Path, tmp_path: Path, name: str, body: str, flags: list[str],
                                              reason: str) -> None:
