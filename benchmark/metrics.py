@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+from torch import Tensor
+
 SCORE_VERSION = 2
 """Version of the scoring definitions (stored with every cell as ``score_version``). 2: paired,
 common-random-number evaluation on held-out contexts, one reference-relative ``normalized_score``
@@ -88,3 +91,18 @@ def is_accounting(name: str) -> bool:
 def info(name: str) -> MetricInfo:
     """The table's entry, or a direction-less one for a domain's own metric."""
     return METRICS.get(name, MetricInfo(name, "domain metric"))
+
+
+def frechet_distance(a: Tensor, b: Tensor) -> float:
+    """Fréchet distance between Gaussians fitted to feature sets ``a`` and ``b`` (as FID):
+    ‖μ_a − μ_b‖² + tr(Σ_a + Σ_b − 2(Σ_a^½ Σ_b Σ_a^½)^½) (Heusel et al. 2017); shared by the image and
+    motion domains' FID metrics."""
+    a, b = a.double(), b.double()
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    ca, cb = torch.cov(a.T), torch.cov(b.T)
+    eye = 1e-6 * torch.eye(ca.shape[0], dtype=torch.float64)
+    ca, cb = ca + eye, cb + eye
+    va, qa = torch.linalg.eigh(ca)
+    sa = qa @ torch.diag(va.clamp(min=0).sqrt()) @ qa.T
+    cross = torch.linalg.eigvalsh(sa @ cb @ sa).clamp(min=0).sqrt().sum()
+    return max(0.0, float((mu_a - mu_b).pow(2).sum() + torch.trace(ca) + torch.trace(cb) - 2 * cross))

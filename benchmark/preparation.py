@@ -1,18 +1,23 @@
 """Domain preparation machinery, written once: the reference's supervised training loop and state
 cloning. Every domain's ``build`` trains its reference (and any auxiliary network) with :func:`fit`
-and stores weights with :func:`clone_state`; the motion and multi-agent domains will too.
+and stores weights with :func:`clone_state`. The diffusion domains (image, motion) share the
+reference's denoising fit (:func:`train_diffusion_reference`) and the offline pool's assembly from
+behaviour policies and procedural sources (:func:`sample_pool_parts`, :func:`assemble_pool`).
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
+from benchmark.api import Batch, Contexts, Policy, Samples
+from benchmark.domain import OfflinePool, Oracle
+from benchmark.policies.diffusion import DiffusionPolicy
 from benchmark.progress import Progress
 
 
@@ -100,3 +105,95 @@ def clone_state(module: nn.Module) -> dict[str, Tensor]:
     """A detached copy of a module's weights (what a domain's preparation state stores; it loads
     with ``torch.load(weights_only=True)``)."""
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# diffusion domains (image, motion): the reference's training and the offline pool
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DiffusionReferenceConfig:
+    """How a diffusion domain trains its reference on its behaviour mixture."""
+
+    steps: int
+    """Optimiser steps."""
+    batch: int
+    """Samples per step."""
+    lr: float
+    """Peak learning rate (one-cycle)."""
+    ema: float
+    """EMA decay; the EMA is the reference."""
+    cfg_dropout: float
+    """Share of prompts replaced by the null condition (classifier-free guidance training)."""
+    early_fraction: float
+    """The early-checkpoint behaviour policy is the EMA after this share of the steps."""
+
+
+def train_diffusion_reference(policy: DiffusionPolicy, contexts: Contexts, data: Samples, cfg: DiffusionReferenceConfig,
+                              generator: torch.Generator, progress: Progress, title: str
+                              ) -> tuple[nn.Module, dict[str, Tensor]]:
+    """Fit ``policy.denoiser`` on (contexts, data) with the denoising loss of ``policy`` (ε- or
+    x̂₀-MSE at a uniform timestep) and condition dropout; returns (the EMA denoiser, the early
+    checkpoint's weights)."""
+    n = len(data)
+    early_at = max(1, round(cfg.steps * cfg.early_fraction))
+
+    def denoising_loss(step: int) -> Tensor:
+        idx = torch.randint(0, n, (cfg.batch,), generator=generator)
+        drop = torch.rand(cfg.batch, generator=generator) < cfg.cfg_dropout
+        noise = policy.draw_noise(contexts[idx], data[idx], generator=generator)
+        return policy.denoise_error(contexts[idx], data[idx], noise, drop=drop).mean()
+
+    fit_cfg = FitConfig(cfg.steps, cfg.lr, ema=cfg.ema, snapshots=(early_at,))
+    fitted = fit(policy.denoiser, denoising_loss, fit_cfg, progress, title, metric="mse")
+    return fitted.model, fitted.snapshots[early_at]
+
+
+@dataclass
+class PoolPart:
+    """Candidates of the offline pool from one generation step: ``samples`` attached to contexts by
+    ``context_index``, each from the source ``source`` (an index into the pool's source names)."""
+
+    samples: Samples
+    context_index: Tensor
+    source: Tensor
+
+
+@torch.no_grad()
+def sample_pool_parts(behaviours: Mapping[str, Policy], names: Sequence[str], contexts: Contexts,
+                      candidates: Mapping[str, int], field: str, chunk: int, generator: torch.Generator,
+                      progress: Progress, title: str) -> list[PoolPart]:
+    """``candidates[name]`` samples per context of each behaviour policy (only the ``field`` sample
+    tensor is kept: a pool sample carries no chain), sampled in chunks of ``chunk`` samples;
+    ``names`` are the pool's source names (the index of each source)."""
+    n = len(contexts)
+    total = sum(candidates.get(name, 0) for name in behaviours)
+    parts = []
+    with progress.task(title, total * n) as task:
+        for name, policy in behaviours.items():
+            k = candidates.get(name, 0)
+            if not k:
+                continue
+            step = max(1, chunk // k)
+            drawn = Batch.cat([Batch({field: policy.sample(contexts[i : i + step], k, generator=generator)
+                                      .tensors[field].cpu()}) for i in range(0, n, step)])
+            parts.append(PoolPart(drawn, torch.arange(n).repeat_interleave(k), torch.full((n * k,), names.index(name))))
+            task.advance(n * k)
+    return parts
+
+
+def assemble_pool(contexts: Contexts, parts: Sequence[PoolPart], names: Sequence[str], oracle: Oracle,
+                  demo_source: str, demo_quantile: float) -> OfflinePool:
+    """The offline pool of ``parts``, with the oracle's components; the demonstrations are the samples
+    of ``demo_source`` at or above its ``demo_quantile`` of gold (the Diffusion-DRO expert set: the
+    top of the reference's own samples)."""
+    samples = Batch.cat([p.samples for p in parts])
+    context_index = torch.cat([p.context_index for p in parts])
+    source = torch.cat([p.source for p in parts])
+    components = oracle.components(contexts[context_index], samples)
+    gold = components @ oracle.weights.to(components.dtype)
+    is_demo_source = source == list(names).index(demo_source)
+    cut = torch.quantile(gold[is_demo_source], demo_quantile) if bool(is_demo_source.any()) else gold.max()
+    return OfflinePool(contexts=contexts, samples=samples, context_index=context_index, source=source,
+                       sources=list(names), components=components, demo=is_demo_source & (gold >= cut))

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from benchmark.metrics import frechet_distance
 from benchmark.progress import Progress
 from benchmark.runner import CellRequest, prepare_domain, resolve
 from domains.image import scenes as S
-from domains.image.domain import ImageDomain, frechet_distance
+from domains.image.domain import ImageDomain
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +156,7 @@ def test_sampling_is_seeded_and_guidance_matters(domain: ImageDomain) -> None:
     assert float(s1.image.abs().max()) <= 1.0
     assert torch.equal(s1.image, ref.sample(ctx, 2, generator=_gen(7)).image)
     assert not torch.equal(s1.image, ref.sample(ctx, 2, generator=_gen(8)).image)
-    noguide = domain._policy(ref.denoiser, guidance=1.0)
+    noguide = domain.make_diffusion_policy(ref.denoiser, guidance=1.0)
     assert not torch.equal(s1.image, noguide.sample(ctx, 2, generator=_gen(7)).image)
     # η > 0 draws extra noise per step
     ref.eta = 1.0
@@ -236,7 +237,7 @@ def test_larger_presets_build_their_models(preset: str) -> None:
     cfg = ImageDomain.config(preset)
     assert cfg.size == 32
     d = ImageDomain(cfg)
-    policy = d._policy(d._denoiser())
+    policy = d.make_diffusion_policy(d.make_denoiser())
     ctx = ImageDomain.encode(S.all_scenes()[:2])
     x = policy.sample(ctx, 1, generator=_gen(0))
     assert x.image.shape == (2, 3, 32, 32)

@@ -1,8 +1,15 @@
 """Diffusion policies over a diffusers denoiser (the image domain's model family; motion reuses it).
 
-A sample is ``samples.image`` (any ``[B, *shape]`` tensor in the data scale, e.g. pixels in
-[−1, 1]). The denoiser is any module ``denoiser(x_t, t, contexts, drop) -> ε̂`` (``drop``: a
-``[B]`` bool mask of contexts replaced by the null condition, for classifier-free guidance).
+A sample is the field ``sample_field`` of a batch (``samples.image`` on image: pixels in [−1, 1],
+``[B, 3, H, W]``; ``samples.motion`` on motion: normalised features, ``[B, D, F]``): any
+channels-first ``[B, *shape]`` tensor in the data scale. The denoiser is any module
+``denoiser(x_t, t, contexts, drop)`` (``drop``: a ``[B]`` bool mask of contexts replaced by the null
+condition, for classifier-free guidance) that predicts ``prediction``:
+
+- ``"epsilon"`` (ε̂, DDPM/Stable Diffusion; the image domain), trained on ‖ε − ε̂‖²;
+- ``"sample"`` (x̂₀, as MDM, Tevet et al. 2023; the motion domain), trained on ‖x₀ − x̂₀‖². For
+  sampling it is turned into ε̂ = (x_t − √ᾱ_t·x̂₀)/√(1 − ᾱ_t), and guidance mixes x̂₀ the same way
+  (the map is affine, so guiding x̂₀ or ε̂ is the same).
 
 - **Training noise**: diffusers ``DDPMScheduler`` (ε-prediction): x_t = √ᾱ_t x₀ + √(1−ᾱ_t) ε.
 - **Sampling**: diffusers ``DDIMScheduler`` (Song et al. 2021) with ``steps`` steps, η =
@@ -10,9 +17,10 @@ A sample is ``samples.image`` (any ``[B, *shape]`` tensor in the data scale, e.g
 - **log_prob** is the Diffusion-DPO surrogate (Wallace et al. 2023): the ELBO of a diffusion model
   is, up to constants, −E_{t,ε}[T·ω(λ_t)/2 · ‖ε − ε_θ(x_t, t, c)‖²]; Diffusion-DPO keeps one draw
   of (t, ε) and a constant weight, and puts a large β (2500–5000 for SD) on the difference.
-  Ours: ``log_prob = −scale · mean_{C,H,W} ‖ε − ε_θ(x_t, t, c)‖²``, one (t, ε) per sample (or the
-  mean over ``draws``), with the domain's documented ``scale`` folded in so that the algorithms'
-  usual β ≈ 0.1 is sensible: DPO's β·(ρ_w − ρ_l) then equals Diffusion-DPO's
+  Ours: ``log_prob = −scale · mean_{C,H,W} ‖ε − ε_θ(x_t, t, c)‖²`` (with x̂₀-prediction the same
+  with ‖x₀ − x̂₀‖², the model's own training error), one (t, ε) per sample (or the mean over
+  ``draws``), with the domain's documented ``scale`` folded in so that the algorithms' usual β ≈ 0.1
+  is sensible: DPO's β·(ρ_w − ρ_l) then equals Diffusion-DPO's
   −½·β_dpo·(Δmse_θ − Δmse_ref) with β_dpo = 2·β·scale (β = 0.1, scale = 10⁴ ⇒ β_dpo = 2000).
   It is a surrogate: it is exact only up to a constant and a scale, and its value has variance
   over (t, ε); :meth:`draw_noise` returns the (t, ε) so that policy and reference — and a pair's
@@ -20,7 +28,7 @@ A sample is ``samples.image`` (any ``[B, *shape]`` tensor in the data scale, e.g
 - **Dataset reset** (SDEdit, Meng et al. 2022): ``rollin`` keeps an image and the DDIM step
   index to restart from; ``sample(start=...)`` noises it to that step with the sampling
   generator and denoises from there.
-- ``mle_loss`` is the plain denoising MSE on which the reference was trained (SFT on images).
+- ``mle_loss`` is the plain denoising MSE on which the reference was trained (SFT on images or motions).
 - **The denoising chain as an MDP** (DDPO, Black et al. 2023; DPOK, Fan et al. 2023): with η > 0
   each DDIM step is Gaussian, x_{k+1} ~ N(μ_θ(x_k, t_k, c), σ_k² I), so the chain has an exact
   log-likelihood: ``step_log_prob`` returns log N(x_{k+1}; μ_θ, σ_k²) per step (the final step,
@@ -47,8 +55,11 @@ class DDIMChain:
     """The DDIM sampler's arithmetic, without a network: step statistics, the η-forward process and
     the denoising MDP's transitions (shared by :class:`DiffusionPolicy` and the chain scorers)."""
 
-    def __init__(self, ddim: DDIMScheduler, steps: int, eta: float, clip: float | None, shape: tuple[int, ...]):
+    def __init__(self, ddim: DDIMScheduler, steps: int, eta: float, clip: float | None, shape: tuple[int, ...],
+                 field: str = "image"):
         self.ddim, self.steps, self.eta, self.clip, self.shape = ddim, steps, eta, clip, tuple(shape)
+        self.field = field
+        """The sample field the chain ends at (``image``, ``motion``)."""
 
     def _alphas(self, k: int) -> tuple[float, float]:
         """(ᾱ_t, ᾱ_prev) of DDIM step index k (diffusers' DDIMScheduler.step arithmetic)."""
@@ -88,11 +99,11 @@ class DDIMChain:
 
     def with_chain(self, samples: Samples) -> Samples:
         """``samples`` with a ``chain`` and ``chain_mask`` (drawn from the forward process, seeded by
-        each image's content, where a sample has none)."""
+        each sample's content, where a sample has none)."""
         if "chain" in samples:
             return samples
         chains = []
-        for img in samples.image.detach().cpu().float():
+        for img in samples.tensors[self.field].detach().cpu().float():
             seed = int.from_bytes(hashlib.sha256(img.numpy().tobytes()).digest()[:4], "little")
             chains.append(self.posterior_chain(img[None], torch.Generator().manual_seed(seed))[0])
         mask = torch.tensor([self.sigma(k) > 0 for k in range(self.steps)]).expand(len(samples), -1).clone()
@@ -118,10 +129,15 @@ class DiffusionPolicy(Policy):
     def __init__(
         self, denoiser: nn.Module, *, shape: tuple[int, ...], train_timesteps: int = 1000,
         beta_schedule: str = "squaredcos_cap_v2", steps: int = 10, guidance: float = 3.0, eta: float = 0.0,
-        scale: float = 1e4, draws: int = 1, clip: float | None = 1.0,
+        scale: float = 1e4, draws: int = 1, clip: float | None = 1.0, sample_field: str = "image",
+        prediction: str = "epsilon",
     ):
         super().__init__()
+        if prediction not in ("epsilon", "sample"):
+            raise ValueError(f"unknown prediction {prediction!r}; use 'epsilon' (ε̂) or 'sample' (x̂₀)")
         self.denoiser = denoiser
+        self.sample_field = sample_field
+        self.prediction = prediction
         self.shape = tuple(shape)
         self.train_timesteps = train_timesteps
         self.beta_schedule = beta_schedule
@@ -135,7 +151,7 @@ class DiffusionPolicy(Policy):
                                   clip_sample_range=clip or 1.0)
         self.ddim = DDIMScheduler.from_config(self.ddpm.config)
         self.ddim.set_timesteps(steps)
-        self.chain = DDIMChain(self.ddim, steps, eta, clip, self.shape)
+        self.chain = DDIMChain(self.ddim, steps, eta, clip, self.shape, sample_field)
 
     @property
     def eta(self) -> float:
@@ -166,11 +182,12 @@ class DiffusionPolicy(Policy):
 
     def denoise_error(self, contexts: Contexts, samples: Samples, noise: Noise | None = None,
                       drop: Tensor | None = None) -> Tensor:
-        """mean_{C,H,W} ‖ε − ε_θ(x_t, t, c)‖², averaged over the draws: ``[B]``."""
+        """mean_{C,H,W} ‖ε − ε_θ(x_t, t, c)‖² (x̂₀-prediction: ‖x₀ − x̂₀_θ(x_t, t, c)‖²), averaged over the
+        draws: ``[B]``."""
         if noise is None:
             noise = self.draw_noise(contexts, samples, generator=torch.default_generator)
         dev = self.device
-        x0 = samples.image.to(dev)
+        x0 = samples.tensors[self.sample_field].to(dev)
         b, k = x0.shape[0], noise.t.shape[1]
         t = noise.t.to(dev).reshape(-1)
         eps = noise.eps.to(dev).reshape(b * k, *self.shape)
@@ -178,7 +195,8 @@ class DiffusionPolicy(Policy):
         ctx = contexts.to(dev).repeat(k) if k > 1 else contexts.to(dev)
         xt = self.add_noise(x0k, eps, t)
         pred = self.denoiser(xt, t, ctx, drop.repeat_interleave(k) if drop is not None else None)
-        err = (pred.float() - eps.float()).pow(2).flatten(1).mean(-1)
+        target = eps if self.prediction == "epsilon" else x0k
+        err = (pred.float() - target.float()).pow(2).flatten(1).mean(-1)
         return err.view(b, k).mean(-1)
 
     def log_prob(self, contexts: Contexts, samples: Samples, *, noise: Noise | None = None) -> Tensor:
@@ -190,20 +208,27 @@ class DiffusionPolicy(Policy):
 
     # -- sampling --------------------------------------------------------------------------
     def eps(self, x: Tensor, t: Tensor | int, contexts: Contexts) -> Tensor:
-        """Guided noise prediction at timestep ``t`` (CFG when ``guidance`` ≠ 1)."""
+        """Guided noise prediction ε̂ at timestep ``t`` (CFG when ``guidance`` ≠ 1; an x̂₀ prediction
+        is guided, then turned into ε̂ = (x_t − √ᾱ_t·x̂₀)/√(1 − ᾱ_t))."""
         b = x.shape[0]
         tt = torch.as_tensor(t, device=x.device).expand(b) if not torch.is_tensor(t) or t.dim() == 0 else t
         if self.guidance == 1.0:
-            return self.denoiser(x, tt, contexts, None)
-        drop = torch.cat([torch.zeros(b, dtype=torch.bool), torch.ones(b, dtype=torch.bool)]).to(x.device)
-        both = self.denoiser(torch.cat([x, x]), torch.cat([tt, tt]), Batch.cat([contexts, contexts]), drop)
-        cond, uncond = both[:b], both[b:]
-        return uncond + self.guidance * (cond - uncond)
+            out = self.denoiser(x, tt, contexts, None)
+        else:
+            drop = torch.cat([torch.zeros(b, dtype=torch.bool), torch.ones(b, dtype=torch.bool)]).to(x.device)
+            both = self.denoiser(torch.cat([x, x]), torch.cat([tt, tt]), Batch.cat([contexts, contexts]), drop)
+            cond, uncond = both[:b], both[b:]
+            out = uncond + self.guidance * (cond - uncond)
+        if self.prediction == "epsilon":
+            return out
+        ab = self.ddpm.alphas_cumprod.to(x.device)[tt.long()].to(x.dtype).view(-1, *([1] * (x.dim() - 1)))
+        return (x - ab.sqrt() * out) / (1 - ab).sqrt()
 
     def rollin(self, samples: Samples, fraction: Tensor) -> Samples:
-        """SDEdit start: keep the image and restart ⌈(1−f)·steps⌉ DDIM steps before the end."""
+        """SDEdit start: keep the sample and restart ⌈(1−f)·steps⌉ DDIM steps before the end."""
         remaining = torch.ceil((1 - fraction.float().clamp(0, 1)) * self.steps).long()
-        return Batch({"image": samples.image.clone(), "step": (self.steps - remaining).cpu()})
+        field = self.sample_field
+        return Batch({field: samples.tensors[field].clone(), "step": (self.steps - remaining).cpu()})
 
     def step_log_prob(self, contexts: Contexts, samples: Samples, *, noise: Noise | None = None
                       ) -> tuple[Tensor, Tensor]:
@@ -235,10 +260,10 @@ class DiffusionPolicy(Policy):
         b = len(ctx)
         x = torch.randn((b, *self.shape), generator=generator).to(self.device)
         first = torch.zeros(b, dtype=torch.long)
-        if start is not None:  # SDEdit: the offline image noised to the start step's timestep
+        if start is not None:  # SDEdit: the offline sample noised to the start step's timestep
             first = start.step.cpu().long().clamp(0, self.steps)
             t0 = self.ddim.timesteps[first.clamp(max=self.steps - 1)]
-            x0 = start.image.to(self.device).float()
+            x0 = start.tensors[self.sample_field].to(self.device).float()
             noised = self.add_noise(x0, x, t0)
             done = (first >= self.steps).to(self.device).view(-1, *([1] * len(self.shape)))
             x = torch.where(done, x0, noised)
@@ -254,7 +279,8 @@ class DiffusionPolicy(Policy):
             out = mu + sig * torch.randn((b, *self.shape), generator=generator).to(self.device) if sig > 0 else mu
             x = torch.where(active.to(self.device).view(-1, *([1] * len(self.shape))), out, x)
             chain.append(x)
-        image = x.clamp(-self.clip, self.clip) if self.clip is not None else x
+        out = x.clamp(-self.clip, self.clip) if self.clip is not None else x
         if self.eta <= 0:
-            return Batch({"image": image})
-        return Batch({"image": image, "chain": torch.stack(chain, dim=1), "chain_mask": torch.stack(active_steps, 1)})
+            return Batch({self.sample_field: out})
+        return Batch({self.sample_field: out, "chain": torch.stack(chain, dim=1),
+                      "chain_mask": torch.stack(active_steps, 1)})

@@ -22,12 +22,13 @@ Preparation (``build``), all deterministic and local:
    Diffusion-DRO expert set).
 
 The policy is :class:`benchmark.policies.diffusion.DiffusionPolicy` (Diffusion-DPO surrogate
-``log_prob`` with the documented ``logp_scale``, DDIM + CFG sampling, SDEdit dataset reset).
+``log_prob`` with the documented ``logp_scale``, DDIM + CFG sampling, SDEdit dataset reset); what
+the diffusion domains share (config, policies, scorers, step view, spec) is
+:class:`benchmark.diffusion_domain.DiffusionDomain`.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import random
 from dataclasses import dataclass, field
@@ -41,61 +42,49 @@ from diffusers import UNet2DConditionModel
 from scipy import ndimage
 from torch import Tensor, nn
 
-from benchmark.api import Batch, Budget, Contexts, DomainSpec, Samples, Scorer
-from benchmark.domain import Domain, DomainConfig, OfflinePool, Oracle
-from benchmark.policies.diffusion import DDIMChain, DiffusionPolicy
-from benchmark.preparation import FitConfig, clone_state, fit
+from benchmark.api import Batch, Budget, Contexts, DomainSpec, Samples
+from benchmark.diffusion_domain import GEN_SOURCES, DiffusionConfig, DiffusionDomain
+from benchmark.domain import OfflinePool, Oracle
+from benchmark.metrics import frechet_distance
+from benchmark.preparation import (
+    FitConfig,
+    PoolPart,
+    assemble_pool,
+    clone_state,
+    fit,
+    sample_pool_parts,
+    train_diffusion_reference,
+)
 from benchmark.progress import Progress
 from domains.image import scenes as S
 
-GEN_SOURCES = ("reference", "reference_noguide", "early_checkpoint")
-
 
 @dataclass
-class ImageConfig(DomainConfig):
+class ImageConfig(DiffusionConfig):
     size: int = 16
     """Image side in pixels (16 for smoke/quick, 32 for standard)."""
     patch: int = 2
     """Pixel-unshuffle factor: the UNet sees (3·patch²) channels at size/patch."""
     widths: tuple[int, ...] = (32, 64)
+    """The UNet's block widths."""
     cross_dim: int = 32
-    train_timesteps: int = 1000
-    sample_steps: int = 10
-    """DDIM steps for sampling."""
-    guidance: float = 3.0
-    """Classifier-free guidance scale of every policy's sampler."""
-    eta: float = 0.0
-    """DDIM η (0: deterministic given the initial noise; 1: DDPM-like)."""
-    logp_scale: float = 1e4
-    """s in log_prob = −s·mean‖ε − ε_θ‖²: DPO's β = 0.1 then is Diffusion-DPO's β_dpo = 2·β·s = 2000."""
-    logp_draws: int = 1
-    """(t, ε) draws averaged per log_prob (Diffusion-DPO uses one)."""
-    ref_steps: int = 1200
-    ref_batch: int = 64
-    ref_lr: float = 3e-3
+    """Width of the prompt encoder (the UNet's cross-attention dimension)."""
     ref_data: int = 6144
     """Rendered training images of the reference (a fixed set)."""
-    ema: float = 0.99
-    cfg_dropout: float = 0.1
-    early_fraction: float = 0.25
-    """The early-checkpoint behaviour policy is the EMA after this share of the reference's steps."""
     mixture: dict[str, float] = field(default_factory=lambda: {
         "clean": 0.3, "wrong": 0.35, "ugly": 0.2, "ugly_wrong": 0.15})
+    """Shares of the rendering behaviour sources in the reference's training data and the pool's renderings."""
     classifier_steps: int = 300
-    train_contexts: int = 512
-    pool_contexts: int = 384
+    """Training steps of the hidden alignment classifier."""
     pool_candidates: dict[str, int] = field(default_factory=lambda: {
         "reference": 2, "reference_noguide": 1, "early_checkpoint": 1, "render": 2})
     """Candidates per pool prompt by source; ``render`` draws from the rendering mixture."""
-    demo_quantile: float = 0.75
-    """Expert set: reference samples at or above this quantile of the reference's pool gold."""
     eval_contexts: int = 96
     """Held-out evaluation prompts, drawn from the 24 held-out scenes (``scenes.is_heldout``)."""
     indist_contexts: int = 96
     """In-distribution evaluation prompts, drawn from the 72 training scenes."""
     best_of: int = 16
-    lr: float = 1e-4
-    """Base fine-tuning learning rate for algorithms (``DomainSpec.lr``)."""
+    """N of the best-of-N reference target (normalized_score = 100)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -166,51 +155,12 @@ class SceneClassifier(nn.Module):
         return [h(f) for h in self.heads]
 
 
-class ImageScorer(Scorer):
-    """A small CNN and a prompt embedding. ``reward`` r(c, x) and ``value`` V(c) score whole
-    samples; per step (``[B, T]``) on the horizon-1 view (η = 0) ``step_reward`` and ``q`` are r(c, x)
-    and ``v`` is V(c); on the denoising chain (η > 0) they see the step's x_t, its timestep and, for
-    ``step_reward``/``q``, the action x_{t−1} (stacked as channels)."""
-
-    def __init__(self, kind: str = "reward", dim: int = 32, chain: DDIMChain | None = None):
-        super().__init__()
-        if kind not in ("reward", "value", "step_reward", "q", "v"):
-            raise ValueError(f"unknown scorer kind {kind!r}")
-        self.kind = kind
-        self.chain = chain if kind in ("step_reward", "q", "v") else None
-        with_image = kind != "value" and not (kind == "v" and self.chain is None)
-        channels = 6 if self.chain is not None and kind != "v" else 3
-        self.prompt = nn.Embedding(len(S.VOCAB), dim)
-        self.time = nn.Embedding(1000, dim) if self.chain is not None else None
-        self.image = nn.Sequential(
-            nn.Conv2d(channels, 16, 3, stride=2, padding=1), nn.SiLU(), nn.Conv2d(16, 32, 3, stride=2, padding=1),
-            nn.SiLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(128, dim),
-        ) if with_image else None
-        self.head = nn.Sequential(nn.Linear(dim * (2 if with_image else 1), 64), nn.SiLU(), nn.Linear(64, 1))
-
-    def _score(self, tokens: Tensor, image: Tensor | None, t: Tensor | None = None) -> Tensor:
-        p = self.prompt(tokens).mean(1)
-        if t is not None:
-            p = p + self.time(t)
-        if self.image is not None:
-            p = torch.cat([p, self.image(image.float())], dim=-1)
-        return self.head(p).squeeze(-1)
-
-    def forward(self, contexts: Contexts, samples: Samples | None = None) -> Tensor:
-        dev = self.head[0].weight.device
-        tokens = contexts.tokens.to(dev)
-        if self.kind != "value" and samples is None:
-            raise ValueError(f"a {self.kind} scorer needs samples")
-        if self.chain is None:
-            out = self._score(tokens, None if self.image is None else samples.image.to(dev))
-            return out if self.kind in ("reward", "value") else out[:, None]
-        tr = self.chain.transitions(contexts, samples)
-        b, steps = tr["mask"].shape
-        x = tr["obs"].to(dev).flatten(0, 1)
-        if self.kind != "v":
-            x = torch.cat([x, tr["action"].to(dev).flatten(0, 1)], dim=1)
-        out = self._score(tokens.repeat_interleave(steps, 0), x, tr["timestep"].to(dev).flatten())
-        return out.view(b, steps) * tr["mask"].to(dev).float()
+def image_trunk(channels: int, dim: int) -> nn.Module:
+    """The image scorers' trunk: two stride-2 convolutions, pooled to 2×2, then linear to ``dim``."""
+    return nn.Sequential(
+        nn.Conv2d(channels, 16, 3, stride=2, padding=1), nn.SiLU(), nn.Conv2d(16, 32, 3, stride=2, padding=1),
+        nn.SiLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(128, dim),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -221,19 +171,6 @@ class ImageScorer(Scorer):
 def to_unit(images: Tensor) -> np.ndarray:
     """Model-space images in [−1, 1] → numpy [0, 1]."""
     return ((images.detach().float().cpu().clamp(-1, 1) + 1) / 2).numpy()
-
-
-def frechet_distance(a: Tensor, b: Tensor) -> float:
-    """Fréchet distance between Gaussians fitted to feature sets ``a`` and ``b`` (as FID)."""
-    a, b = a.double(), b.double()
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    ca, cb = torch.cov(a.T), torch.cov(b.T)
-    eye = 1e-6 * torch.eye(ca.shape[0], dtype=torch.float64)
-    ca, cb = ca + eye, cb + eye
-    va, qa = torch.linalg.eigh(ca)
-    sa = qa @ torch.diag(va.clamp(min=0).sqrt()) @ qa.T
-    cross = torch.linalg.eigvalsh(sa @ cb @ sa).clamp(min=0).sqrt().sum()
-    return max(0.0, float((mu_a - mu_b).pow(2).sum() + torch.trace(ca) + torch.trace(cb) - 2 * cross))
 
 
 class ImageOracle(Oracle):
@@ -298,7 +235,7 @@ class ImageOracle(Oracle):
 # ---------------------------------------------------------------------------------------------
 
 
-class ImageDomain(Domain):
+class ImageDomain(DiffusionDomain):
     name = "image"
     Config = ImageConfig
     context_identity = ("tokens",)
@@ -324,19 +261,9 @@ class ImageDomain(Domain):
         "standard": Budget(steps=1000, batch_size=64, online_samples=50_000, feedback=10_000),
         "full": Budget(steps=4000, batch_size=64, online_samples=200_000, feedback=50_000),
     }
-    #: log_prob's scale and draws change no preparation: a sweep over them reuses the cache
-    runtime_fields = frozenset({"lr", "logp_scale", "logp_draws"})
+    sample_field, prediction, clip, vocab_size = "image", "epsilon", 1.0, len(S.VOCAB)
+    scorer_trunk = image_trunk
     cfg: ImageConfig
-
-    @property  # type: ignore[override]
-    def reference(self) -> DiffusionPolicy:
-        """The frozen reference, with the current config's runtime log_prob settings."""
-        self._reference.scale, self._reference.draws = self.cfg.logp_scale, self.cfg.logp_draws
-        return self._reference
-
-    @reference.setter
-    def reference(self, policy: DiffusionPolicy) -> None:
-        self._reference = policy
 
     # -- encoding ----------------------------------------------------------------------------
     @staticmethod
@@ -348,21 +275,16 @@ class ImageDomain(Domain):
         imgs = np.stack([S.behaviour(src, sc, self.cfg.size, rng) for src, sc in zip(sources, scenes)])
         return Batch({"image": torch.from_numpy(imgs) * 2 - 1})
 
-    def _denoiser(self) -> SceneDenoiser:
+    def sample_shape(self) -> tuple[int, ...]:
+        return (3, self.cfg.size, self.cfg.size)
+
+    def make_denoiser(self) -> SceneDenoiser:
         c = self.cfg
         return SceneDenoiser(c.size, c.patch, tuple(c.widths), c.cross_dim)
 
-    def _policy(self, denoiser: nn.Module, guidance: float | None = None) -> DiffusionPolicy:
-        c = self.cfg
-        return DiffusionPolicy(
-            denoiser, shape=(3, c.size, c.size), train_timesteps=c.train_timesteps, steps=c.sample_steps,
-            guidance=c.guidance if guidance is None else guidance, eta=c.eta, scale=c.logp_scale,
-            draws=c.logp_draws,
-        )
-
     # -- preparation -------------------------------------------------------------------------
     def _train_reference(self, rng: random.Random, gen: torch.Generator, progress: Progress
-                         ) -> tuple[SceneDenoiser, dict]:
+                         ) -> tuple[nn.Module, dict]:
         c = self.cfg
         sources = list(c.mixture)
         weights = [c.mixture[s] for s in sources]
@@ -371,20 +293,9 @@ class ImageDomain(Domain):
         ctx = self.encode(scenes)
         data = self._render(srcs, scenes, rng)
         torch.manual_seed(c.seed)  # model initialisation
-        model = self._denoiser()
-        policy = self._policy(model)
-        early_at = max(1, round(c.ref_steps * c.early_fraction))
-
-        def denoising_loss(step: int) -> Tensor:
-            idx = torch.randint(0, c.ref_data, (c.ref_batch,), generator=gen)
-            drop = torch.rand(c.ref_batch, generator=gen) < c.cfg_dropout
-            noise = policy.draw_noise(ctx[idx], data[idx], generator=gen)
-            return policy.denoise_error(ctx[idx], data[idx], noise, drop=drop).mean()
-
-        cfg = FitConfig(c.ref_steps, c.ref_lr, ema=c.ema, snapshots=(early_at,))
-        fitted = fit(model, denoising_loss, cfg, progress, "image: train the reference (DDPM on the rendering mixture)",
-                     metric="mse")
-        return fitted.model, fitted.snapshots[early_at]
+        policy = self.make_diffusion_policy(self.make_denoiser())
+        return train_diffusion_reference(policy, ctx, data, c.reference_training(), gen, progress,
+                                         "image: train the reference (DDPM on the rendering mixture)")
 
     def _train_classifier(self, rng: random.Random, gen: torch.Generator, progress: Progress) -> SceneClassifier:
         c = self.cfg
@@ -410,13 +321,6 @@ class ImageDomain(Domain):
         cfg = FitConfig(c.classifier_steps, 3e-3, schedule="constant", clip=float("inf"), log_every=10**9)
         return fit(clf, classification_loss, cfg, progress, "image: alignment classifier (clean renderings)").model
 
-    @torch.no_grad()
-    def _sample_chunked(self, policy: DiffusionPolicy, ctx: Contexts, num: int, gen: torch.Generator) -> Samples:
-        """Images only (a pool sample carries no chain: renderings have none)."""
-        step = max(1, self.cfg.eval_batch // num)
-        return Batch.cat([Batch({"image": policy.sample(ctx[i : i + step], num, generator=gen).image})
-                          for i in range(0, len(ctx), step)])
-
     def build(self, progress: Progress) -> dict:
         c = self.cfg
         rng = random.Random(c.seed)
@@ -430,50 +334,21 @@ class ImageDomain(Domain):
         indist_ctx = self.encode([S.random_scene(rng) for _ in range(c.indist_contexts)])
         pool_ctx = self.encode([S.random_scene(rng) for _ in range(c.pool_contexts)])
 
-        # offline pool --------------------------------------------------------------------------
-        early_model = self._denoiser()
-        early_model.load_state_dict(early_state)
-        behaviours = {
-            "reference": self._policy(ref_model),
-            "reference_noguide": self._policy(ref_model, guidance=1.0),
-            "early_checkpoint": self._policy(early_model.eval()),
-        }
-        pool_sources = [*GEN_SOURCES, *S.SOURCES]
+        # offline pool: behaviour policies, then renderings of the behaviour sources ----------
+        behaviours = self.behaviour_policies(ref_model, early_state)
+        names = [*GEN_SOURCES, *S.SOURCES]
         unknown = set(c.pool_candidates) - {*GEN_SOURCES, "render"}
         if unknown:
             raise ValueError(f"unknown pool sources {sorted(unknown)}; use {[*GEN_SOURCES, 'render']}")
-        n_ctx = len(pool_ctx)
-        parts: list[Samples] = []
-        src_ids: list[Tensor] = []
-        ctx_ids: list[Tensor] = []
-        gen_total = sum(c.pool_candidates.get(s, 0) for s in GEN_SOURCES)
-        with progress.task("image: offline pool (behaviour policies)", gen_total * n_ctx) as task:
-            for name in GEN_SOURCES:
-                k = c.pool_candidates.get(name, 0)
-                if k:
-                    parts.append(self._sample_chunked(behaviours[name], pool_ctx, k, gen))
-                    src_ids.append(torch.full((n_ctx * k,), pool_sources.index(name)))
-                    ctx_ids.append(torch.arange(n_ctx).repeat_interleave(k))
-                    task.advance(n_ctx * k)
+        parts = sample_pool_parts(behaviours, names, pool_ctx, c.pool_candidates, "image", c.eval_batch, gen,
+                                  progress, "image: offline pool (behaviour policies)")
         k = c.pool_candidates.get("render", 0)
         if k:
-            sources = list(c.mixture)
-            weights = [c.mixture[s] for s in sources]
-            srcs = rng.choices(sources, weights, k=n_ctx * k)
+            srcs = rng.choices(list(c.mixture), [c.mixture[s] for s in c.mixture], k=len(pool_ctx) * k)
             scenes = [sc for sc in self.oracle.scenes(pool_ctx) for _ in range(k)]
-            parts.append(self._render(srcs, scenes, rng))
-            src_ids.append(torch.tensor([pool_sources.index(s) for s in srcs]))
-            ctx_ids.append(torch.arange(n_ctx).repeat_interleave(k))
-        samples = Batch.cat(parts)
-        context_index = torch.cat(ctx_ids)
-        source = torch.cat(src_ids)
-        components = self.oracle.components(pool_ctx[context_index], samples)
-        gold = components @ self.oracle.weights
-        is_ref = source == pool_sources.index("reference")
-        cut = torch.quantile(gold[is_ref], c.demo_quantile) if bool(is_ref.any()) else gold.max()
-        demo = is_ref & (gold >= cut)
-        pool = OfflinePool(contexts=pool_ctx, samples=samples, context_index=context_index, source=source,
-                           sources=pool_sources, components=components, demo=demo)
+            parts.append(PoolPart(self._render(srcs, scenes, rng), torch.arange(len(pool_ctx)).repeat_interleave(k),
+                                  torch.tensor([names.index(s) for s in srcs])))
+        pool = assemble_pool(pool_ctx, parts, names, self.oracle, "reference", c.demo_quantile)
         return {
             "reference": clone_state(ref_model),
             "classifier": clone_state(clf),
@@ -484,9 +359,7 @@ class ImageDomain(Domain):
         }
 
     def load(self, state: dict) -> None:
-        model = self._denoiser()
-        model.load_state_dict(state["reference"])
-        self.reference = self._policy(model.to(self.device)).frozen_copy()
+        self.load_reference(state["reference"])
         clf = SceneClassifier()
         clf.load_state_dict(state["classifier"])
         self.oracle = ImageOracle(clf.eval(), self.cfg.size)
@@ -497,32 +370,9 @@ class ImageDomain(Domain):
 
     def make_spec(self) -> DomainSpec:
         c = self.cfg
-        chain = c.eta > 0
-        return DomainSpec(
-            name="image", modality="image",
-            capabilities=frozenset({"online", "reset", *(("steps", "exact_logp") if chain else ())}),
-            context_fields=("tokens", "text"), sample_fields=("image",), horizon=c.sample_steps if chain else 1,
-            obs_shape=(3, c.size, c.size) if chain else (4,), action_shape=(3, c.size, c.size),
-            action_kind="continuous", cond_shape=(4,), surrogate_logp=True, lr=c.lr,
-            batch_size=self.budgets["quick"].batch_size,
-            notes=(f"log_prob: Diffusion-DPO ELBO surrogate −s·mean‖ε − ε_θ(x_t,t,c)‖² with s = {c.logp_scale:g} "
-                   f"(β = 0.1 ≙ Diffusion-DPO β_dpo = {0.2 * c.logp_scale:g}); draw_noise gives (t, ε); "
-                   f"samples: {c.size}×{c.size} RGB in [−1, 1] by DDIM ({c.sample_steps} steps, η = {c.eta:g}) "
-                   f"with CFG w = {c.guidance:g}; `start` (rollin) is an SDEdit restart. Step view: "
-                   + ("the denoising chain (x_t, t, prompt) → x_prev with exact Gaussian step log-probs (η > 0)."
-                      if chain else "horizon 1 (prompt → image; the DDIM chain is deterministic at η = 0).")),
-        )
-
-    def build_scorer(self, kind: str) -> ImageScorer:
-        chain = copy.deepcopy(self.reference.chain) if self.cfg.eta > 0 else None
-        return ImageScorer(kind, chain=chain).to(self.device)
-
-    def transitions(self, contexts: Contexts, samples: Samples) -> dict[str, Tensor]:
-        """η > 0: the denoising chain as an MDP (``DDIMChain.transitions``); η = 0: the horizon-1
-        view (observation = the prompt's tokens, action = the image)."""
-        if self.cfg.eta > 0:
-            return self.reference.chain.transitions(contexts, samples)
-        return super().transitions(contexts, samples)
+        return self.diffusion_spec(modality="image", context_fields=("tokens", "text"), cond_shape=(4,),
+                                   batch_size=self.budgets["quick"].batch_size,
+                                   what=f"{c.size}×{c.size} RGB in [−1, 1]")
 
     # -- artifacts ---------------------------------------------------------------------------
     def artifacts(self, policy: Any, out_dir: Path, generator: torch.Generator) -> list[str]:
