@@ -369,3 +369,64 @@ def test_cells_of_an_older_scoring_definition_are_left_out(holey_store: Path) ->
     board = load_board(holey_store)
     assert "w" not in [e.algo for e in board.entries] and board.stale == 1
     assert any(k == "left out" and "1 done cells" in v for k, v in board.provenance())
+
+
+# ---------------------------------------------------------------------------------------------
+# the page links the runs' pictures (image artifacts)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_html_page_links_each_entrys_pictures_and_skips_missing_files(tmp_path: Path) -> None:
+    """x: seed 0's PNG (its text artifact is not a picture); y: seed 0's file is gone, so seed 1's GIF;
+    v: stored under a home that no longer resolves, found under the store's folder; z: nothing on disk."""
+    from PIL import Image
+
+    from leaderboard.site import run_pictures, to_html, write
+    from leaderboard.tables import build_tables
+
+    home = tmp_path / "home"
+    store = Store(home / "prefbench.sqlite")
+
+    def art(run_id: str, name: str) -> Path:
+        path = home / "artifacts" / run_id / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    frames = [Image.new("RGB", (16, 12), c) for c in ("red", "blue")]
+    for seed in (0, 1):
+        x, y, v, z = (_record(a, "a", seed, "done", 10.0 + seed) for a in "xyvz")
+        frames[0].save(art(x.run_id, "grid.png"))
+        art(x.run_id, "samples.txt").write_text("not a picture")
+        x.artifacts = [str(art(x.run_id, "grid.png")), str(art(x.run_id, "samples.txt"))]
+        if seed == 1:
+            frames[0].save(art(y.run_id, "motion.gif"), save_all=True, append_images=frames[1:], duration=50)
+        y.artifacts = [str(art(y.run_id, "motion.gif"))]
+        frames[1].save(art(v.run_id, "grid.png"))
+        v.artifacts = [f"gone/home/artifacts/{v.run_id}/grid.png"]
+        z.artifacts = [str(home / "artifacts" / z.run_id / "grid.png")]
+        for rec in (x, y, v, z):
+            store.put(rec)
+    store.close()
+    board = load_board(home / "prefbench.sqlite")
+    aggs = aggregates(board, reps=100)
+    write(board, aggs, ["html"], home / "site")
+    page = (home / "site" / "index.html").read_text()
+    assert '<h2 id="pictures">' in page and '<a href="#pictures">pictures</a>' in page
+    links = re.findall(r'<a href="([^"]+)"><img src="([^"]+)" width="\d+"', page)
+    assert all(href == src for href, src in links)
+    assert [h for h, _ in links] == ["../artifacts/v-0.1-a-default-0/grid.png",
+                                     "../artifacts/x-0.1-a-default-0/grid.png",
+                                     "../artifacts/y-0.1-a-default-1/motion.gif"]
+    for href, _ in links:  # the relative links resolve to the files, from the page's folder
+        assert (home / "site" / href).resolve().is_file()
+    assert "x · seed 0 · grid.png" in page and "y · seed 1 · motion.gif" in page and "z · seed" not in page
+    assert "samples.txt" not in page
+    # a page written away from the store's home links absolute file URIs
+    far = run_pictures(board, tmp_path / "elsewhere" / "deep" / "site")
+    assert [p.href for p in far] == [(home / "artifacts" / f"{e}-0.1-a-default-{s}" / n).resolve().as_uri()
+                                     for e, s, n in (("v", 0, "grid.png"), ("x", 0, "grid.png"),
+                                                     ("y", 1, "motion.gif"))]
+    # once every file is gone there is no pictures section at all
+    shutil.rmtree(home / "artifacts")
+    bare = to_html(board, build_tables(board, aggs), [], run_pictures(board, home / "site"))
+    assert "pictures" not in bare and "<img " not in bare
