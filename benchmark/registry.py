@@ -21,6 +21,7 @@ T = TypeVar("T")
 _BUILTIN_DOMAINS = {
     "text": "domains.text:TextDomain",
     "image": "domains.image:ImageDomain",
+    "motion": "domains.motion:MotionDomain",
     "robot": "domains.robot:RobotDomain",
 }
 _BUILTIN_ALGORITHMS = {
