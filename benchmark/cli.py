@@ -158,8 +158,9 @@ def _metrics_table(rec: Any, title: str) -> Table:
     for k in sorted(m):
         if k in shown or is_accounting(k) or k.endswith("_ci") or k.startswith(SECONDARY_PREFIXES):
             continue
-        r = m.get(f"reference/{k}")
-        t.add_row(k, _fmt(m[k]), "" if r is None else _fmt(r))
+        r, ci, r_ci = m.get(f"reference/{k}"), m.get(f"{k}_ci"), m.get(f"reference/{k}_ci")
+        t.add_row(k, _fmt(m[k]) + (f" ± {_fmt(ci)}" if ci is not None else ""),
+                  "" if r is None else _fmt(r) + (f" ± {_fmt(r_ci)}" if r_ci is not None else ""))
     trained = sorted(k for k in m if k.startswith("train/"))
     if trained:
         t.add_section()
@@ -276,7 +277,8 @@ def _print_record(rec: Any) -> None:
     console.print(_metrics_table(rec, f"{rec.algo} on {rec.domain} [{rec.condition}, {rec.preset}, seed {rec.seed}]"))
     tm, m, budget = rec.timings, rec.metrics, rec.config.get("budget", {})
     console.print(
-        "± : 95% interval over evaluation contexts (paired with the reference on the same draws)  |  "
+        "± : 95% interval over evaluation contexts (paired with the reference on the same draws; a domain "
+        "metric's own interval, e.g. motion's over evaluator replications)  |  "
         f"target (best-of-N reference) gold reward {_fmt(m.get('target_gold_reward'))}  |  "
         f"steps {rec.train_steps}/{budget.get('steps')}  feedback {rec.feedback_used}/{budget.get('feedback')}  "
         f"online samples {rec.online_samples}/{budget.get('online_samples')}"
