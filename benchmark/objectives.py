@@ -345,3 +345,70 @@ def return_to_go_rate(rewards: Tensor, mask: Tensor) -> Tensor:
     to_go = r.flip(1).cumsum(1).flip(1)
     remaining = mask.flip(1).cumsum(1).flip(1).clamp_min(1)
     return to_go / remaining * mask
+
+
+# -- HyPO (reverse KL on the policy's own samples) ------------------------------------------------
+
+
+def reverse_kl_reinforce_loss(logp: Tensor, logp_ref: Tensor, k: int, baseline: str = "loo") -> Tensor:
+    """REINFORCE surrogate of KL(π_θ ‖ π_ref) on the policy's own samples (HyPO, Song et al. 2024).
+
+    For y ~ π_θ(·|x), ∇_θ KL = E[ρ ∇log π_θ(y|x)] with ρ = log π_θ(y|x) − log π_ref(y|x) (the score
+    function has mean 0, so a baseline b that does not depend on y leaves it unbiased):
+
+        L_ij = sg(ρ_ij − b_ij) · log π_θ(y_ij|x_i),       ∇ E[L] = E[(ρ − b) ∇log π_θ] = ∇ KL(π_θ ‖ π_ref),
+
+    over K = ``k`` samples per prompt laid out prompt by prompt (``contexts.repeat(k)``), ``[P·K]``.
+    ``baseline``: ``loo`` b_ij = mean_{l≠j} ρ_il (RLOO; needs K ≥ 2), ``mean`` the prompt's mean
+    (including y_ij itself: scales the gradient by (K−1)/K), ``batch`` the mean over all samples,
+    ``none`` b = 0. Descent lowers log π_θ of the samples whose ρ lies above the baseline. Per sample."""
+    rho = (logp - logp_ref.to(logp.device)).detach().view(-1, k)
+    if baseline == "loo":
+        adv = leave_one_out_advantages(rho)
+    elif baseline == "mean":
+        adv = rho - rho.mean(-1, keepdim=True)
+    elif baseline == "batch":
+        adv = rho - rho.mean()
+    elif baseline == "none":
+        adv = rho
+    else:
+        raise ValueError(f"unknown KL baseline {baseline!r}; use loo, mean, batch or none")
+    return adv.flatten() * logp
+
+
+def denoising_ranking_loss(rho_expert: Tensor, rho_policy: Tensor, beta: float, margin: float) -> Tensor:
+    """Diffusion-DRO's hinge ranking loss (Wu et al. 2025, arXiv 2510.18353; the authors' ``train.py``):
+    an expert sample must gain more likelihood over π_ref than the policy's own sample of the same
+    context,
+
+        L = max(0, γ − β·(ρ_θ(x, y_e) − ρ_θ(x, y_p))),   ρ_θ = log π_θ − log π_ref.
+
+    With the diffusion surrogate ρ = −s·Δ, Δ = ‖ε − ε_θ(x_t, t, c)‖² − ‖ε − ε_ref(x_t, t, c)‖², this is
+    β·s·max(0, Δ_e − Δ_p + m), the authors' ``max(diff + margin, 0)`` with ``diff = Δ_e − Δ_p`` and
+    m = γ/(β·s). Per example."""
+    return torch.relu(margin - beta * (rho_expert - rho_policy))
+
+
+# -- SoPo ---------------------------------------------------------------------------------------
+
+
+def sopo_loss(rho_w: Tensor, rho_l: Tensor, beta: float, weight_w: Tensor | float = 1.0,
+              keep_l: Tensor | float = 1.0) -> Tensor:
+    """SoPo's semi-online DPO loss (Tan et al. 2025, arXiv 2412.05095, as in the authors' code): a
+    preferred y_w from the offline data against an unpreferred y_l the current policy generated,
+
+        L = −log σ(β [w·ρ_θ(x, y_w) − m·ρ_θ(x, y_l)]),   ρ_θ = log π_θ − log π_ref,
+
+    w ≥ 1 the preferred sample's weight (:func:`sopo_positive_weight`) and m ∈ {0, 1} whether y_l is
+    kept (a "valuable" unpreferred sample); m = 0 leaves −log σ(β·w·ρ_w). w = m = 1 is DPO on the pair."""
+    return -F.logsigmoid(beta * (weight_w * rho_w - keep_l * rho_l))
+
+
+def sopo_positive_weight(positive: Tensor, online: Tensor, eps: float = 1e-8) -> Tensor:
+    """SoPo's weight of each offline preferred sample (the authors' code), w = 2 − min_k s_k, where
+    s_k = (1 + cos(f_w, f_k))/2 ∈ [0, 1] is its similarity to the k-th online sample of its prompt, from
+    embeddings ``positive [P, D]`` and ``online [P, K, D]``: a positive unlike every sample the policy
+    drew counts up to twice. Returns ``[P]`` in [1, 2]."""
+    norms = (positive.norm(dim=-1)[:, None] * online.norm(dim=-1)).clamp_min(eps)
+    cos = (positive[:, None, :] * online).sum(-1) / norms
+    return 2 - ((1 + cos) / 2).min(dim=-1).values

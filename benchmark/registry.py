@@ -42,6 +42,10 @@ _BUILTIN_ALGORITHMS = {
     "osp": "baselines.osp:OSP",
     "dtr": "baselines.dtr:DTR",
     "selm": "baselines.selm:SELM",
+    "sopo": "baselines.sopo:SoPo",
+    "modipo": "baselines.modipo:MoDiPO",
+    "diffusion_dro": "baselines.diffusion_dro:DiffusionDRO",
+    "hypo": "baselines.hypo:HyPO",
 }
 
 

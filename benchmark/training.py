@@ -6,7 +6,7 @@ reference and the common random numbers of :meth:`Policy.draw_noise` together.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 import torch
@@ -201,3 +201,29 @@ def offline_samples(offline: OfflineData) -> tuple[Contexts, Samples]:
     samples = Batch.cat([offline.pairs.chosen, offline.pairs.rejected, offline.singles.samples,
                          offline.demos.samples])
     return contexts, samples
+
+
+def sample_scorer(ctx: RunContext, scorer: str, rm_steps: int, lr_scale: float, holdout: float
+                  ) -> Callable[[Contexts, Samples], Tensor]:
+    """A free scorer for methods that rank samples without asking for new labels (SoPo, MoDiPO):
+    ``"reward_model"``, a Bradley–Terry reward model fitted on the offline pairs for ``rm_steps`` of the
+    step budget (:func:`train_reward_model`; held-out pair accuracy reported as
+    ``train/rm_heldout_accuracy``), or ``"judge"``, the domain's free judge's ``score``. Returns a
+    function (contexts, samples) → scores ``[B]`` (CPU, no gradient, in chunks of 256)."""
+    if scorer == "judge":
+        if ctx.domain.judge is None:
+            raise ValueError(f"scorer='judge' needs capability:judge, which domain {ctx.domain.spec.name} lacks")
+        fn = ctx.domain.judge.score
+    elif scorer == "reward_model":
+        fn, accuracy = train_reward_model(ctx, ctx.domain.offline.pairs, rm_steps, lr_scale, holdout)
+        if accuracy is not None:
+            ctx.report(rm_heldout_accuracy=accuracy)
+    else:
+        raise ValueError(f"unknown scorer {scorer!r}; use reward_model or judge")
+
+    @torch.no_grad()
+    def score(contexts: Contexts, samples: Samples) -> Tensor:
+        parts = [fn(contexts[i : i + 256], samples[i : i + 256]).float().cpu() for i in range(0, len(samples), 256)]
+        return torch.cat(parts) if parts else torch.zeros(0)
+
+    return score
