@@ -36,6 +36,7 @@ import numpy as np
 from leaderboard.aggregate import mean_ci
 
 DOMAINS3 = ("text", "image", "robot")
+DOMAINS4 = ("text", "image", "motion", "robot")
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,23 @@ CLAIMS: tuple[Claim, ...] = (
           domains=("text",), baseline_sets=("alpha=0",)),
     Claim("Zhai et al. 2024 (OSP)", "OSP beats DPO when offline data are scarce", "osp", "dpo", domains=("text",),
           condition="low-budget"),
+    # hybrid seed methods (issue #17)
+    Claim("Tan et al. 2025 (SoPo)", "SoPo improves R-precision over offline (Diffusion-)DPO", "sopo", "dpo",
+          domains=("motion",), metric="r_precision_top3"),
+    Claim("Tan et al. 2025 (SoPo)", "SoPo improves MM-Dist over offline (Diffusion-)DPO", "sopo", "dpo",
+          domains=("motion",), metric="mm_dist", higher=False),
+    Claim("Tan et al. 2025 (SoPo)", "SoPo improves R-precision over MoDiPO", "sopo", "modipo", domains=("motion",),
+          metric="r_precision_top3"),
+    Claim("Tan et al. 2025 (SoPo)", "SoPo improves MM-Dist over MoDiPO", "sopo", "modipo", domains=("motion",),
+          metric="mm_dist", higher=False),
+    Claim("Tan et al. 2025 (SoPo)", "SoPo vs DPO on the gold reward (context)", "sopo", "dpo", domains=("motion",),
+          context=True),
+    Claim("Song et al. 2024 (HyPO)", "HyPO beats DPO when the data cover the good region partially", "hypo", "dpo",
+          domains=DOMAINS4, condition="partial-coverage"),
+    Claim("Song et al. 2024 (HyPO)", "HyPO vs DPO under full coverage, where the gap should shrink (context)",
+          "hypo", "dpo", domains=DOMAINS4, context=True),
+    Claim("Wu et al. 2025 (Diffusion-DRO)", "Diffusion-DRO beats Diffusion-DPO", "diffusion_dro", "dpo",
+          domains=("image", "motion")),
 )
 """The claims the report tests; adding a claim is adding a row."""
 
