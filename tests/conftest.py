@@ -13,12 +13,21 @@ from benchmark.cache import PreparationCache
 # Tests run on the smoke preset, on the CPU, with deterministic kernels.
 torch.use_deterministic_algorithms(True, warn_only=True)
 os.environ.setdefault("PREFBENCH_DEVICE", "cpu")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest-xdist: one worker per core, one torch thread each
+    torch.set_num_threads(1)
+    os.environ["OMP_NUM_THREADS"] = "1"  # and for the subprocesses tests start (bench, executors, sandbox)
 
 
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A preparation cache shared by the whole session (each smoke domain is built once)."""
-    path = Path(os.environ.get("PREFBENCH_TEST_CACHE", tmp_path_factory.mktemp("prefbench-cache")))
+    """A preparation cache shared by the whole session (each smoke domain is built once), and by its
+    pytest-xdist workers (the cache locks each build, so a domain is built by one worker)."""
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the workers' common base directory
+    default = shared / "prefbench-cache"
+    default.mkdir(parents=True, exist_ok=True)
+    path = Path(os.environ.get("PREFBENCH_TEST_CACHE", default))
     os.environ["PREFBENCH_CACHE"] = str(path)
     return path
 
