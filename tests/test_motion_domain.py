@@ -178,3 +178,16 @@ def test_larger_presets_build_their_models(preset: str) -> None:
     ctx = MotionDomain.encode([M.random_meaning(random.Random(0))] * 2, random.Random(0))
     x = torch.zeros(2, *d.sample_shape())
     assert policy.denoise_error(ctx, Batch({"motion": x})).shape == (2,)
+
+
+def test_metrics_pair_each_sample_with_its_own_prompt(domain: MotionDomain) -> None:
+    """Samples laid out as ``contexts.repeat(num)`` are scored against their own prompts: giving the
+    ground-truth motions as the samples reproduces the ground truth's R-precision and MM-Dist (a
+    wrong layout pairs motions with other prompts' texts)."""
+    ctx = domain.eval_contexts[:8]
+    real = domain.oracle.real_motions(ctx)
+    m = domain.oracle.metrics(ctx.repeat(2), Batch({"motion": real.repeat_interleave(2, dim=0)}), 2)
+    assert m["mm_dist"] == pytest.approx(m["real_mm_dist"], abs=1e-6)
+    assert m["r_precision_top1"] == pytest.approx(m["real_r_precision_top1"])
+    shuffled = real[torch.tensor([1, 0, 3, 2, 5, 4, 7, 6])].repeat_interleave(2, dim=0)
+    assert domain.oracle.metrics(ctx.repeat(2), Batch({"motion": shuffled}), 2)["mm_dist"] > m["mm_dist"]
