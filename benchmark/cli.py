@@ -236,11 +236,15 @@ def run_cmd(
 @command("export")
 def export_cmd(
     domain: Annotated[str, typer.Option("--domain", "-d", help="Domain name (`bench list`).")],
-    fmt: Annotated[str, typer.Option("--format", "-f", help="minari (D4RL-layout trajectories as Minari datasets)")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="minari (robot: D4RL-layout trajectories as Minari "
+                                     "datasets) | trl (text: preference pairs, tokenizer, reference for TRL)")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("data"),
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Write into a non-empty --out directory.")
                          ] = False,
     preset: Annotated[str, typer.Option("--preset", "-p", help="smoke | quick | standard | full")] = "quick",
+    condition: Annotated[str, typer.Option("--condition", "-c", help="trl: the condition whose labelled pairs "
+                                           "are exported (seed-independent, as every cell's offline data).")
+                         ] = "default",
     domain_sets: Annotated[
         list[str] | None, typer.Option("--domain-set", help="Domain config override key=value.")] = None,
     cache: Annotated[Path | None, typer.Option("--cache", help="Preparation cache directory.")] = None,
@@ -250,21 +254,29 @@ def export_cmd(
     import torch
 
     from benchmark.cache import PreparationCache
-    from benchmark.export import FORMATS, check_out_dir, export
+    from benchmark.export import FORMATS, check_format, check_out_dir, export
     from benchmark.progress import live, make_progress
     from benchmark.runner import CellRequest, prepare_domain, resolve
 
     if fmt not in FORMATS:
         fail(f"--format {fmt}: unknown export format; valid formats are {', '.join(FORMATS)}")
-    check_out_dir(out, overwrite)
-    cell = resolve(CellRequest("sft", domain, preset=preset, domain_sets=tuple(domain_sets or ())))
+    cell = resolve(CellRequest("sft", domain, condition=condition, preset=preset,
+                               domain_sets=tuple(domain_sets or ())))
+    check_format(fmt, domain)
+    if fmt != "trl" and condition != "default":
+        fail(f"--condition {condition}: only --format trl exports a condition's labels")
+    check_out_dir(out, overwrite, fmt)
     prog = make_progress(console, quiet)
     with live(prog):
         dom, _, _ = prepare_domain(cell.domain_cls, cell.domain_cfg, PreparationCache(cache), torch.device("cpu"),
                                    prog)
-    written = export(dom, fmt, out)
+    written = export(dom, fmt, out, condition)
     for name in written:
         console.print(f"  {name}")
+    if fmt == "trl":
+        console.print(f"wrote the {domain} domain's pairs (condition {condition}), tokenizer and reference under "
+                      f"{out} (datasets.load_from_disk; see {out / 'README.txt'})")
+        return
     console.print(f"wrote {len(written)} {fmt} datasets under {out} (set MINARI_DATASETS_PATH={out} to load them)")
 
 

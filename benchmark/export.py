@@ -10,6 +10,13 @@ expert returns) travel as Minari's ``ref_min_score`` / ``ref_max_score``.
 The trajectories dict (see ``domains/robot``) holds per-step arrays plus ``task``, ``quality``
 and ``episode`` ids, the names ``tasks`` / ``qualities``, true widths ``qpos_dim`` /
 ``qvel_dim`` per task (qpos/qvel are zero-padded), and ``ref_scores`` ``[n_tasks, 2]``.
+
+``trl``: a text domain's labelled offline preference pairs under a condition (exactly those that
+our ``dpo`` trains on: :func:`benchmark.data.build_offline_data`, which does not depend on the
+cell's seed) as a 🤗 ``datasets`` ``DatasetDict`` with a ``train`` split of string columns
+``prompt`` / ``chosen`` / ``rejected`` (TRL's standard, non-conversational preference format),
+plus the domain's tokenizer (``tokenizer/``) and reference model (``reference/``), both
+``save_pretrained``, and a README.txt. Needs the ``trl`` extra (``pip install -e '.[trl]'``).
 """
 
 from __future__ import annotations
@@ -25,7 +32,11 @@ import torch
 from benchmark.domain import Domain
 from benchmark.errors import UserError
 
-FORMATS = ("minari",)
+FORMATS = ("minari", "trl")
+#: the domains each format exports (a one-line error names them for any other)
+FORMAT_DOMAINS = {"minari": ("robot",), "trl": ("text",)}
+#: the top-level names each format writes into --out (an earlier export of the same format may be overwritten)
+FORMAT_NAMES = {"minari": ("prefbench",), "trl": ("dataset_dict.json", "train", "tokenizer", "reference", "README.txt")}
 
 
 def _episodes(traj: dict[str, Any], rows: torch.Tensor) -> list[dict[str, np.ndarray]]:
@@ -90,6 +101,91 @@ def export_minari(domain: Domain, out_dir: Path) -> list[str]:
     return ids
 
 
+def _tokens(tokenizer: Any, ids: torch.Tensor, mask: torch.Tensor) -> str:
+    """The attended tokens of one row, space-separated (the word-level tokenizer reads them back)."""
+    return " ".join(tokenizer.convert_ids_to_tokens(ids[mask.bool()].tolist()))
+
+
+def trl_rows(domain: Domain, condition: str = "default") -> dict[str, list[str]]:
+    """The pairs of ``condition`` (those our ``dpo`` trains on) as TRL's preference columns:
+    ``prompt`` ``<bos> … <sep>`` and ``chosen``/``rejected`` `` … <eos>`` (a leading space; ``<eos>``
+    only where the response ended, as in our log-likelihoods), in the pairs' order."""
+    from benchmark.data import build_offline_data
+    from benchmark.feedback import RaterPopulation
+    from benchmark.registry import get_condition
+
+    cond = get_condition(condition)
+    population = RaterPopulation.build(domain.oracle.weights, cond.raters)
+    pairs = build_offline_data(domain.pool, domain.oracle.weights, population, cond, domain.name)[0].pairs
+    tok, ctx = domain.tokenizer, pairs.contexts
+    rows: dict[str, list[str]] = {"prompt": [], "chosen": [], "rejected": []}
+    for i in range(len(pairs)):
+        rows["prompt"].append(_tokens(tok, ctx.prompt_ids[i].cpu(), ctx.prompt_mask[i].cpu()))
+        rows["chosen"].append(" " + _tokens(tok, pairs.chosen.tokens[i].cpu(), pairs.chosen.mask[i].cpu()))
+        rows["rejected"].append(" " + _tokens(tok, pairs.rejected.tokens[i].cpu(), pairs.rejected.mask[i].cpu()))
+    return rows
+
+
+TRL_README = """prefbench {domain} domain, condition {condition}: {n} offline preference pairs for TRL.
+
+  train/, dataset_dict.json  datasets.load_from_disk(DIR)["train"]: string columns prompt, chosen, rejected
+                             (TRL's standard preference format; exactly the pairs prefbench's dpo trains on)
+  tokenizer/                 AutoTokenizer.from_pretrained(DIR + "/tokenizer") (word-level; adds no special tokens)
+  reference/                 AutoModelForCausalLM.from_pretrained(DIR + "/reference"): the SFT reference policy,
+                             to fine-tune and to use as DPO's reference model
+
+A prompt is "<bos> words <sep>"; a response is " words <eos>", without <eos> when it was cut at
+{response_len} tokens (TRL's DPOTrainer then appends one: pass DPOConfig(max_length={positions}), the model's
+positions, to cut it again).
+Train with, e.g.: DPOTrainer(model=AutoModelForCausalLM.from_pretrained(DIR + "/reference"),
+args=DPOConfig(output_dir=...), train_dataset=load_from_disk(DIR)["train"],
+processing_class=AutoTokenizer.from_pretrained(DIR + "/tokenizer")).
+"""
+
+
+def _datasets() -> Any:
+    """The ``datasets`` module (the optional ``trl`` extra), or a one-line error saying how to install it."""
+    try:
+        import datasets
+    except ImportError:
+        raise UserError("--format trl needs the datasets package: pip install -e '.[trl]'") from None
+    return datasets
+
+
+def export_trl(domain: Domain, out_dir: Path, condition: str = "default") -> list[str]:
+    """Write the pairs as a ``datasets`` DatasetDict, the tokenizer and the reference under ``out_dir``."""
+    if getattr(domain, "tokenizer", None) is None or domain.spec.modality != "text":
+        raise UserError(f"--format trl: domain {domain.name} is not a text domain; use --domain text")
+    import shutil
+
+    datasets = _datasets()
+
+    from transformers.utils import logging as hf_logging
+
+    rows = trl_rows(domain, condition)
+    for name in ("train", "tokenizer", "reference"):
+        if (out_dir / name).exists():
+            shutil.rmtree(out_dir / name)
+    model = domain.reference.model
+    bars = datasets.is_progress_bar_enabled(), hf_logging.is_progress_bar_enabled()
+    datasets.disable_progress_bars()  # the CLI reports what was written; the libraries' bars are noise
+    hf_logging.disable_progress_bar()
+    try:
+        datasets.DatasetDict({"train": datasets.Dataset.from_dict(rows)}).save_to_disk(str(out_dir))
+        domain.tokenizer.save_pretrained(out_dir / "tokenizer")
+        model.save_pretrained(out_dir / "reference")
+    finally:
+        if bars[0]:
+            datasets.enable_progress_bars()
+        if bars[1]:
+            hf_logging.enable_progress_bar()
+    c = domain.cfg
+    (out_dir / "README.txt").write_text(TRL_README.format(
+        domain=domain.name, condition=condition, n=len(rows["prompt"]),
+        response_len=c.response_len, positions=model.config.n_positions))
+    return [str(out_dir / n) for n in ("train", "tokenizer", "reference", "README.txt")]
+
+
 def _remove_existing(root: Path, dataset_id: str) -> None:
     import shutil
 
@@ -98,20 +194,33 @@ def _remove_existing(root: Path, dataset_id: str) -> None:
         shutil.rmtree(path)
 
 
-def check_out_dir(out_dir: Path, overwrite: bool = False) -> None:
-    """Refuse a folder that holds anything but an earlier prefbench export (unless ``overwrite``):
-    an export must never mix its files into, or replace, someone else's."""
+def check_format(fmt: str, domain: str) -> None:
+    """A one-line error for an unknown format, or one that does not export ``domain``."""
+    if fmt not in FORMATS:
+        raise UserError(f"--format {fmt}: unknown export format; valid formats are {', '.join(FORMATS)}")
+    if domain not in FORMAT_DOMAINS[fmt]:
+        supported = "; ".join(f"--format {f} exports --domain {', '.join(d)}" for f, d in FORMAT_DOMAINS.items())
+        raise UserError(f"--format {fmt} --domain {domain}: unsupported combination; {supported}")
+    if fmt == "trl":
+        _datasets()
+
+
+def check_out_dir(out_dir: Path, overwrite: bool = False, fmt: str = "minari") -> None:
+    """Refuse a folder that holds anything but an earlier prefbench export of ``fmt`` (unless
+    ``overwrite``): an export must never mix its files into, or replace, someone else's."""
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out {out_dir}: is a file; choose a directory")
-    foreign = sorted(p.name for p in out_dir.iterdir() if p.name != "prefbench") if out_dir.is_dir() else []
+    ours = FORMAT_NAMES.get(fmt, ())
+    foreign = sorted(p.name for p in out_dir.iterdir() if p.name not in ours) if out_dir.is_dir() else []
     if foreign and not overwrite:
         shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
         raise UserError(f"--out {out_dir}: is not empty ({shown}); "
                         "choose an empty or new directory, or pass --overwrite to write into it anyway")
 
 
-def export(domain: Domain, fmt: str, out_dir: Path) -> list[str]:
-    """Export ``domain``'s offline data in ``fmt``; returns what was written."""
+def export(domain: Domain, fmt: str, out_dir: Path, condition: str = "default") -> list[str]:
+    """Export ``domain``'s offline data in ``fmt`` (``trl``: the pairs of ``condition``); returns what
+    was written."""
     if fmt not in FORMATS:
         raise UserError(f"--format {fmt}: unknown export format; valid formats are {', '.join(FORMATS)}")
     try:
@@ -121,4 +230,6 @@ def export(domain: Domain, fmt: str, out_dir: Path) -> list[str]:
         probe.unlink()
     except OSError as e:
         raise UserError(f"--out {out_dir}: cannot write there ({e.strerror}); choose a writable directory") from None
+    if fmt == "trl":
+        return export_trl(domain, out_dir, condition)
     return export_minari(domain, out_dir)
