@@ -163,7 +163,8 @@ def test_a_full_disk_at_the_last_write_loses_nothing(home: Path, cache: Preparat
 
 # -- one computation per cell ----------------------------------------------------------------------
 def test_two_identical_runs_at_once_train_the_cell_once(home: Path) -> None:
-    args = [*BENCH, "run", "-a", "dpo", *SMOKE_TEXT, "--budget", "steps=400"]
+    # long enough (≈ 15 s at one thread) that the second invocation starts while the first still trains
+    args = [*BENCH, "run", "-a", "dpo", *SMOKE_TEXT, "--budget", "steps=1500"]
     db = home / "prefbench.sqlite"
     assert subprocess.run([*BENCH, "run", "-a", "reference", *SMOKE_TEXT], env=bench_env(home)).returncode == 0
     first = subprocess.Popen(args, env=bench_env(home), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
