@@ -50,7 +50,7 @@ from torch import Tensor, nn
 
 from benchmark.api import Algorithm, Contexts, Policy, RunContext, Samples, Scorer
 from benchmark.objectives import pair_proximity
-from benchmark.training import prompts_per_step, rloo_update, should_log, train_reward_model
+from benchmark.training import prompts_per_step, rloo_update, should_log, step_features, train_reward_model
 
 
 @dataclass
@@ -189,21 +189,9 @@ class InverseAlignment(Algorithm):
         out = []
         for i in range(0, len(samples), chunk):
             c, s = contexts[i : i + chunk], samples[i : i + chunk]
-            out.append((_rm_features(rm, c, s) if cfg.feature == "reward_model" else _step_features(ctx, c, s)).cpu())
+            feats = _rm_features(rm, c, s) if cfg.feature == "reward_model" else step_features(ctx, c, s, "mean_steps")
+            out.append(feats.cpu())
         return torch.cat(out).float()
-
-
-def _step_features(ctx: RunContext, contexts: Contexts, samples: Samples) -> Tensor:
-    """The step view's bag of actions (discrete: normalised counts of the action ids) or mean
-    flattened (observation, action) over the valid steps (continuous)."""
-    view = ctx.domain.transitions(contexts, samples)
-    mask = view["mask"].float()
-    count = mask.sum(1, keepdim=True).clamp_min(1)
-    if ctx.domain.spec.action_kind == "discrete":
-        hist = torch.zeros(mask.shape[0], ctx.domain.spec.n_actions)
-        return hist.scatter_add_(1, view["action"].long().cpu(), mask.cpu()) / count.cpu()
-    steps = torch.cat([view["obs"].flatten(2).float(), view["action"].flatten(2).float()], dim=-1)
-    return (steps * mask[..., None]).sum(1) / count
 
 
 def _rm_features(rm: Scorer, contexts: Contexts, samples: Samples) -> Tensor:

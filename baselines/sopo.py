@@ -57,6 +57,7 @@ from benchmark.training import (
     prompts_per_step,
     sample_scorer,
     should_log,
+    step_features,
 )
 
 
@@ -162,17 +163,6 @@ class SoPo(Algorithm):
             keep = (score(x, y_w) - s.flatten()[worst] > cfg.margin).float()
         weight = torch.ones(n)
         if cfg.positive_weight == "similarity":
-            f = torch.cat([action_features(ctx, x, y_w), action_features(ctx, rep, samples)])
+            f = torch.cat([step_features(ctx, x, y_w), step_features(ctx, rep, samples)])
             weight = sopo_positive_weight(f[:n], f[n:].view(n, cfg.k, -1))
         return samples[worst], weight, keep
-
-
-def action_features(ctx: RunContext, contexts: Contexts, samples: Samples) -> Tensor:
-    """A model-free embedding of samples ``[B, D]``: the step view's actions, as the normalised histogram of
-    the action ids over valid steps (discrete) or the valid steps' actions flattened (continuous)."""
-    view = ctx.domain.transitions(contexts, samples)
-    action, mask = view["action"].float().cpu(), view["mask"].float().cpu()
-    if ctx.domain.spec.action_kind == "discrete":
-        hist = torch.zeros(len(mask), ctx.domain.spec.n_actions).scatter_add_(1, action.long(), mask)
-        return hist / mask.sum(1, keepdim=True).clamp_min(1)
-    return (action * mask.view(*mask.shape, *[1] * (action.dim() - 2))).flatten(1)

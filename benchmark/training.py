@@ -227,3 +227,23 @@ def sample_scorer(ctx: RunContext, scorer: str, rm_steps: int, lr_scale: float, 
         return torch.cat(parts) if parts else torch.zeros(0)
 
     return score
+
+
+def step_features(ctx: RunContext, contexts: Contexts, samples: Samples, continuous: str = "actions") -> Tensor:
+    """A model-free embedding ``[B, D]`` of samples from the domain's step view (SoPo's similarity,
+    FRFT's nearest pairs). Discrete actions: the normalised histogram of the action ids over the valid
+    steps. Continuous: ``"actions"``, the valid steps' actions flattened in order (a masked step is
+    zeros); ``"mean_steps"``, the mean over valid steps of the flattened (observation, action)."""
+    view = ctx.domain.transitions(contexts, samples)
+    mask = view["mask"].float().cpu()
+    count = mask.sum(1, keepdim=True).clamp_min(1)
+    if ctx.domain.spec.action_kind == "discrete":
+        hist = torch.zeros(len(mask), ctx.domain.spec.n_actions)
+        return hist.scatter_add_(1, view["action"].long().cpu(), mask) / count
+    action = view["action"].float().cpu()
+    if continuous == "actions":
+        return (action * mask.view(*mask.shape, *[1] * (action.dim() - 2))).flatten(1)
+    if continuous != "mean_steps":
+        raise ValueError(f"unknown continuous step features {continuous!r}; use actions or mean_steps")
+    steps = torch.cat([view["obs"].flatten(2).float().cpu(), action.flatten(2)], dim=-1)
+    return (steps * mask[..., None]).sum(1) / count

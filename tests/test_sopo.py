@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from baselines.modipo import MoDiPO, MoDiPOConfig, ranked_indices
-from baselines.sopo import SoPo, SoPoConfig, action_features
+from baselines.sopo import SoPo, SoPoConfig
 from benchmark import objectives as O
 from benchmark.api import Batch
+from benchmark.training import step_features
 
 
 def softplus(z: float) -> float:
@@ -104,9 +105,9 @@ def test_sopo_similarity_embedding_is_the_step_views_actions() -> None:
         return SimpleNamespace(domain=SimpleNamespace(transitions=lambda c, s: view,
                                                       spec=SimpleNamespace(action_kind=kind, n_actions=n)))
 
-    hist = action_features(ctx([[1, 2, 2, 0]], [[True, True, True, False]], "discrete", 3), None, None)
+    hist = step_features(ctx([[1, 2, 2, 0]], [[True, True, True, False]], "discrete", 3), None, None)
     assert hist.tolist()[0] == pytest.approx([0.0, 1 / 3, 2 / 3])
-    flat = action_features(ctx([[[1.0, 2.0], [3.0, 4.0]]], [[True, False]], "continuous"), None, None)
+    flat = step_features(ctx([[[1.0, 2.0], [3.0, 4.0]]], [[True, False]], "continuous"), None, None)
     assert flat.tolist() == [[1.0, 2.0, 0.0, 0.0]]
 
 
