@@ -24,16 +24,11 @@ but r̂'s scale is arbitrary); learning rates are multiples of the domain's base
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
-import torch
-from torch import Tensor
-
-from benchmark.api import Algorithm, Batch, Policy, RunContext, Scorer
-from benchmark.objectives import awr_weights, expectile_loss
-from benchmark.steps import step_view
-from benchmark.training import offline_samples, optimizer_step, should_log, step_reward_ensemble
+from benchmark.api import Algorithm, Policy, RunContext
+from benchmark.offline_rl import iql_train, relabel_steps
+from benchmark.training import offline_samples, step_reward_ensemble
 
 
 @dataclass
@@ -82,56 +77,5 @@ class IQL(Algorithm):
         rm = step_reward_ensemble(ctx, ctx.domain.offline.pairs, cfg.rm_fraction, cfg.rm_lr_scale, cfg.rm_holdout,
                                   cfg.rm_ensemble)
         contexts, samples = offline_samples(ctx.domain.offline)
-        rewards = self._relabel(ctx, rm, contexts, samples, cfg)
-        return self._iql(ctx, cfg, contexts, samples, rewards)
-
-    @staticmethod
-    @torch.no_grad()
-    def _relabel(ctx: RunContext, rm: Scorer, contexts: Batch, samples: Batch, cfg: IQLConfig,
-                 chunk: int = 256) -> Tensor:
-        """r̂ per step ``[N, T]``: the ensemble's mean, standardised over the valid steps."""
-        rewards, masks = [], []
-        for i in range(0, len(samples), chunk):
-            c, s = contexts[i : i + chunk], samples[i : i + chunk]
-            rewards.append(rm(c, s).mean(0).float().cpu())
-            masks.append(step_view(ctx.domain, c, s).mask)
-        r, valid = torch.cat(rewards), torch.cat(masks)
-        if cfg.normalize_reward:
-            mean, std = r[valid].mean(), r[valid].std().clamp_min(1e-6)
-            r = torch.where(valid, (r - mean) / std, torch.zeros_like(r))
-        return r
-
-    def _iql(self, ctx: RunContext, cfg: IQLConfig, contexts: Batch, samples: Batch, rewards: Tensor) -> Policy:
-        policy = ctx.domain.make_policy()
-        v, q = ctx.domain.make_scorer("v"), ctx.domain.make_scorer("q", ensemble=2)
-        q_target = copy.deepcopy(q).requires_grad_(False)
-        opt_v = ctx.optimizer(v.parameters(), cfg.critic_lr_scale)
-        opt_q = ctx.optimizer(q.parameters(), cfg.critic_lr_scale)
-        opt_pi = ctx.optimizer(policy.parameters(), cfg.lr_scale)
-        for step, idx in zip(ctx.train_steps(), ctx.batches(len(samples), cfg.batch_size)):
-            c, s, r = contexts[idx], samples[idx], rewards[idx]
-            view = step_view(ctx.domain, c, s)
-            mask, done = view.mask, view.done
-            with torch.no_grad():
-                q_min = q_target(c, s).min(0).values.cpu()
-            value = v(c, s).cpu()
-            loss_v = expectile_loss(q_min - value, cfg.expectile)[mask].mean()
-            optimizer_step(opt_v, loss_v, v.parameters(), cfg.max_grad_norm)
-            has_next = torch.cat([mask[:, 1:], torch.zeros_like(mask[:, :1])], dim=1)
-            next_v = torch.cat([value.detach()[:, 1:], torch.zeros_like(value[:, :1])], dim=1)
-            target = r + cfg.discount * (~done).float() * next_v
-            valid_q = mask & (done | has_next)
-            q_all = q(c, s).cpu()  # [2, B, T]; the mean over both members is ½·Σ_i of the docstring
-            loss_q = ((q_all - target[None]) ** 2)[:, valid_q].mean()
-            optimizer_step(opt_q, loss_q, q.parameters(), cfg.max_grad_norm)
-            weights = awr_weights(q_min - value.detach(), cfg.temperature, cfg.max_weight)
-            logp = policy.step_log_prob(c, s, noise=policy.draw_noise(c, s, generator=ctx.generator))[0].cpu()
-            loss_pi = -(weights * logp)[mask].mean()
-            optimizer_step(opt_pi, loss_pi, policy.parameters(), cfg.max_grad_norm)
-            with torch.no_grad():
-                for pt, p in zip(q_target.parameters(), q.parameters()):
-                    pt.lerp_(p, cfg.target_update)
-            if should_log(ctx, step):
-                ctx.log(step, loss_v=float(loss_v.detach()), loss_q=float(loss_q.detach()),
-                        loss_actor=float(loss_pi.detach()), adv_weight=float(weights[mask].mean()))
-        return policy
+        rewards = relabel_steps(ctx, rm, contexts, samples, cfg.normalize_reward)
+        return iql_train(ctx, cfg, contexts, samples, rewards)

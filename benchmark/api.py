@@ -460,7 +460,10 @@ CAPABILITIES = {
     "reset": "Policy.sample(start=...) continues from partial samples (dataset reset)",
     "judge": "a free, imperfect AI judge",
     "exact_logp": "the likelihood of the domain's own samples is exact (not a surrogate)",
-    "agents": "several agents act at each step (multi-agent domains)",
+    "agents": "several agents act at each step (multi-agent domains): the step view's obs/action carry an agent "
+              "axis ([B, T, N, ...]), contexts an agent_mask [B, N] (padded slots are False), policies an "
+              "agent_log_prob(contexts, samples) -> [B, T, N] and per-step scorers a per_agent(contexts, samples) -> "
+              "[B, T, N] whose sum over agents is their [B, T] output (benchmark.policies.multiagent)",
     "control": "continuous control: samples are trajectories of a per-step actor from benchmark.policies.control, "
                "rolled out in the domain's simulator (sequence policies such as a Decision Transformer can wrap it)",
 }

@@ -24,6 +24,9 @@ class Condition:
     """Fraction of offline contexts kept."""
     feedback_scale: float = 1.0
     """Multiplier on the preset's feedback budget."""
+    pool_part: str = ""
+    """Keep only this named part of the offline pool (``OfflinePool.parts``, e.g. a dataset kind of the
+    multi-agent domain); n/a on a domain whose pool has no such part. Empty: the whole pool."""
     invert: bool = False
     """Reverse every label (pairs, thumbs, demonstrations, the feedback channel and the judge). Never
     a leaderboard condition: the conformance suite's check that an algorithm learns in the
@@ -37,6 +40,14 @@ class Condition:
         return replace(self, name=f"{self.name}+flipped", invert=True,
                        description=f"{self.description}; every label reversed")
 
+
+#: MARLHF's (Zhang et al. 2024) dataset kinds, parts of the multi-agent domain's pool
+DATASET_KIND_MEANINGS = {
+    "pure-expert": "every episode from the scripted experts",
+    "mix-expert": "3 expert : 1 random episodes",
+    "mix-unilateral": "2 expert : 1 random : 1 unilateral (one learner random, the rest expert)",
+    "diversified": "expert, noisy, slow, weak, random and unilateral episodes (15:6:6:3:15:15)",
+}
 
 CONDITIONS: dict[str, Condition] = {
     c.name: c
@@ -62,6 +73,8 @@ CONDITIONS: dict[str, Condition] = {
             "B-Pref faults: BT noise at 1 σ, 20% mistakes, ties under 0.1 σ, 10% skipped",
             annotator=AnnotatorConfig(temperature=1.0, mistake=0.2, equal=0.1, skip=0.1),
         ),
+        *[Condition(kind, f"the multi-agent pool's {kind} dataset only ({meaning}; MARLHF's dataset kinds)",
+                    pool_part=kind) for kind, meaning in DATASET_KIND_MEANINGS.items()],
         Condition(
             "low-budget",
             "10% of the offline contexts and 10% of the feedback budget",

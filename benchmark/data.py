@@ -33,8 +33,21 @@ def pool_scale(pool: OfflinePool, weights: Tensor, condition: Condition) -> Util
     return UtilityScale.from_gold(gold_utility(pool.components, weights), condition.annotator.skip)
 
 
+def condition_mismatch(pool: OfflinePool, condition: Condition, domain: str) -> str | None:
+    """Why ``condition`` cannot apply to this pool (its cells are n/a, with the reason), or None."""
+    if condition.pool_part and condition.pool_part not in (pool.parts or []):
+        have = ", ".join(pool.parts) if pool.parts else "none"
+        return (f"condition {condition.name} keeps pool part {condition.pool_part!r}; "
+                f"domain {domain}'s pool parts: {have}")
+    return None
+
+
 def _keep_mask(pool: OfflinePool, gold: Tensor, condition: Condition, g: torch.Generator) -> Tensor:
     keep = torch.ones(len(pool.samples), dtype=torch.bool)
+    if condition.pool_part:
+        if pool.parts is None or pool.part is None or condition.pool_part not in pool.parts:
+            raise ValueError(condition_mismatch(pool, condition, "this"))
+        keep &= pool.part == pool.parts.index(condition.pool_part)
     if condition.coverage_drop > 0:
         cut = torch.quantile(gold, 1.0 - condition.coverage_drop)
         keep &= gold < cut

@@ -73,13 +73,17 @@ class OfflinePool:
     demo: Tensor
     step_rewards: Tensor | None = None
     trajectories: dict[str, Any] | None = None
+    part: Tensor | None = None
+    """Per sample, the index of its named part of the pool (``parts``), e.g. a dataset kind."""
+    parts: list[str] | None = None
+    """Names of the pool's parts; a condition with ``pool_part`` keeps one (None: no parts)."""
 
     def state(self) -> dict:
         return {
             "contexts": self.contexts.state(), "samples": self.samples.state(),
             "context_index": self.context_index, "source": self.source, "sources": list(self.sources),
             "components": self.components, "demo": self.demo, "step_rewards": self.step_rewards,
-            "trajectories": self.trajectories,
+            "trajectories": self.trajectories, "part": self.part, "parts": self.parts,
         }
 
     @staticmethod
@@ -87,7 +91,7 @@ class OfflinePool:
         return OfflinePool(
             Batch.from_state(s["contexts"]), Batch.from_state(s["samples"]), s["context_index"],
             s["source"], list(s["sources"]), s["components"], s["demo"], s.get("step_rewards"),
-            s.get("trajectories"),
+            s.get("trajectories"), s.get("part"), s.get("parts"),
         )
 
 
@@ -225,6 +229,11 @@ class Domain(abc.ABC):
                            contexts.tensors[self.step_obs_field])
 
     # -- evaluation hooks ------------------------------------------------------------------
+    def policy_metrics(self, policy: Policy, contexts: Contexts, generator: torch.Generator) -> dict[str, float]:
+        """Domain metrics that need the policy itself, not only its samples (e.g. the multi-agent
+        domain's unilateral deviation gap), on the held-out evaluation contexts; none by default."""
+        return {}
+
     def artifacts(self, policy: Policy, out_dir: Path, generator: torch.Generator) -> list[str]:
         """Write per-run artifacts (e.g. a PNG grid); return their paths."""
         return []

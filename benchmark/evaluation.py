@@ -265,6 +265,8 @@ class Evaluator:
         metrics.update({f"reference/{k}": v for k, v in ref_metrics.items()})
         if split == HELDOUT:
             metrics.update(self._likelihood_metrics(policy, mine, seed))
+            gen = torch.Generator().manual_seed(stable_seed("eval-policy", d.name, seed))
+            metrics.update({k: float(v) for k, v in d.policy_metrics(policy, ctx, gen).items()})
             metrics["raters/win_rate"] = self._rater_win_rate(mine, ref)
             metrics["eval_contexts"] = float(len(ctx))
             metrics["eval_samples"] = float(len(mine.samples))

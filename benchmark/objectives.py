@@ -412,3 +412,14 @@ def sopo_positive_weight(positive: Tensor, online: Tensor, eps: float = 1e-8) ->
     norms = (positive.norm(dim=-1)[:, None] * online.norm(dim=-1)).clamp_min(eps)
     cos = (positive[:, None, :] * online).sum(-1) / norms
     return 2 - ((1 + cos) / 2).min(dim=-1).values
+
+
+def temporal_smoothness(rewards: Tensor, mask: Tensor) -> Tensor:
+    """MARLHF's smoothing of learned step rewards along time (Zhang et al. 2024):
+    Σ_t (r̂_{t+1} − r̂_t)² over consecutive valid steps, per sample ``[B]``; ``rewards`` is ``[B, T]``
+    or ``[B, T, ...]`` (e.g. per agent; trailing axes are summed), ``mask [B, T]``."""
+    both = (mask[:, 1:] & mask[:, :-1]).to(rewards.dtype)
+    sq = (rewards[:, 1:] - rewards[:, :-1]) ** 2
+    if sq.dim() > 2:
+        sq = sq.flatten(2).sum(-1)
+    return (sq * both.to(sq.device)).sum(-1)

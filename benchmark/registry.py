@@ -23,6 +23,7 @@ _BUILTIN_DOMAINS = {
     "image": "domains.image:ImageDomain",
     "motion": "domains.motion:MotionDomain",
     "robot": "domains.robot:RobotDomain",
+    "multiagent": "domains.multiagent:MultiAgentDomain",
 }
 _BUILTIN_ALGORITHMS = {
     "sft": "baselines.sft:SFT",
@@ -32,6 +33,7 @@ _BUILTIN_ALGORITHMS = {
     "reference": "baselines.reference:Reference",
     "rlhf": "baselines.rlhf:RLHF",
     "iql": "baselines.iql:IQL",
+    "marlhf": "baselines.marlhf:MARLHF",
     "drpo": "baselines.drpo:DRPO",
     "inverse_alignment": "baselines.inverse_alignment:InverseAlignment",
     "cpl": "baselines.cpl:CPL",

@@ -27,7 +27,7 @@ import torch
 from benchmark.api import CAPABILITIES, Algorithm, Budget, DomainInstance, Policy, RunContext
 from benchmark.cache import PreparationCache, code_version, default_home, hash_obj, package_versions
 from benchmark.conditions import Condition
-from benchmark.data import build_offline_data, pool_scale, stable_seed
+from benchmark.data import build_offline_data, condition_mismatch, pool_scale, stable_seed
 from benchmark.domain import Domain
 from benchmark.errors import CellFailed, UserError, did_you_mean
 from benchmark.evaluation import Evaluator, non_finite, reference_statistics
@@ -402,6 +402,9 @@ def execute_cell(
                                               progress)
         timings["prepare_s"], timings["prepared_now"] = time.perf_counter() - t0, float(built)
         seed_everything(stable_seed("cell", req.seed))
+        mismatch = condition_mismatch(domain.pool, cell.condition, domain.name)
+        if mismatch:
+            return _finish(rec, "na", mismatch)
         instance, seals, data_stats = make_instance(domain, cell.condition, cell.budget, req.seed, device)
         why = missing_requirements(cell.algo_cls, instance, cell.algo_cfg)
         if why:

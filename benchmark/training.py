@@ -232,14 +232,18 @@ def sample_scorer(ctx: RunContext, scorer: str, rm_steps: int, lr_scale: float, 
 def step_features(ctx: RunContext, contexts: Contexts, samples: Samples, continuous: str = "actions") -> Tensor:
     """A model-free embedding ``[B, D]`` of samples from the domain's step view (SoPo's similarity,
     FRFT's nearest pairs). Discrete actions: the normalised histogram of the action ids over the valid
-    steps. Continuous: ``"actions"``, the valid steps' actions flattened in order (a masked step is
-    zeros); ``"mean_steps"``, the mean over valid steps of the flattened (observation, action)."""
+    steps (and every agent slot, on a step view with an agent axis). Continuous: ``"actions"``, the
+    valid steps' actions flattened in order (a masked step is zeros); ``"mean_steps"``, the mean over
+    valid steps of the flattened (observation, action)."""
     view = ctx.domain.transitions(contexts, samples)
     mask = view["mask"].float().cpu()
     count = mask.sum(1, keepdim=True).clamp_min(1)
-    if ctx.domain.spec.action_kind == "discrete":
+    if ctx.domain.spec.action_kind == "discrete":  # an agent axis ([B, T, agents]) counts every agent's id
+        action = view["action"].long().cpu()
+        per = mask.view(*mask.shape, *[1] * (action.dim() - 2)).expand_as(action)
         hist = torch.zeros(len(mask), ctx.domain.spec.n_actions)
-        return hist.scatter_add_(1, view["action"].long().cpu(), mask) / count
+        hist.scatter_add_(1, action.flatten(1), per.flatten(1))
+        return hist / per.flatten(1).sum(1, keepdim=True).clamp_min(1)
     action = view["action"].float().cpu()
     if continuous == "actions":
         return (action * mask.view(*mask.shape, *[1] * (action.dim() - 2))).flatten(1)

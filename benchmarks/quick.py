@@ -35,6 +35,8 @@ KEY_METRICS = {
     "image": ["alignment", "alignment_all", "fid_classifier", "diversity"],
     "robot": ["d4rl_score", "success_rate", "diversity", "d4rl_score/drawer-open", "d4rl_score/button-press",
               "d4rl_score/sweep-into", "d4rl_score/door-open"],
+    "multiagent": ["normalized_return", "normalized_return/spread", "normalized_return/reference",
+                   "normalized_return/tag", "unilateral_gap", "diversity"],
 }
 HEAD = ["normalized_score", "win_rate", "gold_gain", "kl_to_ref", "elbo_gap", "indist/normalized_score"]
 ACCOUNTING = ["train/rm_heldout_accuracy", "feedback_used", "online_samples_used", "judge_queries"]

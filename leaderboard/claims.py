@@ -56,7 +56,7 @@ class Claim:
     metric: str = "normalized_score"
     """The stored metric compared."""
     condition: str = "default"
-    """The data/feedback condition of both cells."""
+    """The data/feedback condition of the method's cells (and the baseline's, unless ``baseline_condition``)."""
     method_sets: tuple[str, ...] = ()
     """``--set key=value`` overrides of the method's config."""
     baseline_sets: tuple[str, ...] = ()
@@ -65,15 +65,25 @@ class Claim:
     """True: the claim predicts a larger metric for the method."""
     context: bool = False
     """A comparison shown for context, not the paper's own claim (never counted as reproduced/refuted)."""
+    baseline_condition: str = ""
+    """The baseline's condition when it differs (a claim about data: the same method on two datasets)."""
 
     def side(self, which: str) -> tuple[str, tuple[str, ...]]:
         return (self.method, self.method_sets) if which == "method" else (self.baseline, self.baseline_sets)
+
+    def condition_of(self, which: str) -> str:
+        if which == "baseline" and self.baseline_condition:
+            return self.baseline_condition
+        return self.condition
 
     @property
     def label(self) -> str:
         def name(algo: str, sets: tuple[str, ...]) -> str:
             return f"{algo} ({', '.join(sets)})" if sets else algo
 
+        if self.baseline_condition and self.baseline_condition != self.condition:
+            return (f"{name(self.method, self.method_sets)} [{self.condition}] vs "
+                    f"{name(self.baseline, self.baseline_sets)} [{self.baseline_condition}]")
         cond = f" [{self.condition}]" if self.condition != "default" else ""
         return f"{name(self.method, self.method_sets)} vs {name(self.baseline, self.baseline_sets)}{cond}"
 
@@ -123,6 +133,18 @@ CLAIMS: tuple[Claim, ...] = (
           "hypo", "dpo", domains=DOMAINS4, context=True),
     Claim("Wu et al. 2025 (Diffusion-DRO)", "Diffusion-DRO beats Diffusion-DPO", "diffusion_dro", "dpo",
           domains=("image", "motion")),
+    # multi-agent (issue #14)
+    Claim("Zhang et al. 2024 (MARLHF)", "unilateral coverage beats expert-only data: MARLHF on mix-unilateral "
+          "beats MARLHF on pure-expert", "marlhf", "marlhf", domains=("multiagent",), metric="normalized_return",
+          condition="mix-unilateral", baseline_condition="pure-expert"),
+    Claim("Zhang et al. 2024 (MARLHF)", "reward smoothing along time helps (MARLHF vs smoothing = 0)", "marlhf",
+          "marlhf", domains=("multiagent",), metric="normalized_return", condition="mix-unilateral",
+          baseline_sets=("smoothing=0",)),
+    Claim("Zhang et al. 2024 (MARLHF)", "the imitation term helps (MARLHF vs imitation = 0)", "marlhf", "marlhf",
+          domains=("multiagent",), metric="normalized_return", condition="mix-unilateral",
+          baseline_sets=("imitation=0",)),
+    Claim("Zhang et al. 2024 (MARLHF)", "MARLHF vs offline DPO on the same joint trajectories (context)", "marlhf",
+          "dpo", domains=("multiagent",), metric="normalized_return", condition="mix-unilateral", context=True),
 )
 """The claims the report tests; adding a claim is adding a row."""
 
@@ -183,7 +205,7 @@ def claim_cells(claims: Sequence[Claim], preset: str, seeds: Sequence[int]) -> l
             for seed in seeds:
                 for which in ("method", "baseline"):
                     algo, sets = c.side(which)
-                    cell = resolve(CellRequest(algo, domain, c.condition, seed, preset, sets))
+                    cell = resolve(CellRequest(algo, domain, c.condition_of(which), seed, preset, sets))
                     if cell.run_id not in seen:
                         seen.add(cell.run_id)
                         cells.append(cell)
@@ -236,7 +258,7 @@ def _lookup(store: Any, cells: dict[tuple[str, str, tuple, str, int], Any], clai
     algo, sets = claim.side(which)
     out = {}
     for seed in seeds:
-        cell = cells[(algo, domain, sets, claim.condition, seed)]
+        cell = cells[(algo, domain, sets, claim.condition_of(which), seed)]
         rec = store.get(cell.run_id)
         if rec is not None:
             out[seed] = rec

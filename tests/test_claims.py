@@ -50,6 +50,21 @@ def test_verdict_rules_on_a_synthetic_store(tmp_path: Path, diffs: list[float], 
     assert lower_is_better.verdict == flipped[verdict]
 
 
+def test_a_claim_about_data_compares_one_method_across_two_conditions(tmp_path: Path) -> None:
+    """``baseline_condition``: the baseline's cells are the same method's under another condition."""
+    claim = Claim("T", "dpo does better on clean labels than on noisy ones", "dpo", "dpo", domains=("text",),
+                  condition="default", baseline_condition="noisy-labels")
+    store = Store(tmp_path / "s.sqlite")
+    for seed in SEEDS:
+        put(store, "dpo", seed, 10.0 + seed)
+        put(store, "dpo", seed, 4.0, condition="noisy-labels")
+    (row,) = evaluate(store, "smoke", SEEDS, [claim])
+    assert row.verdict == "reproduced" and row.diff == pytest.approx(7.0)
+    conditions = {c.request.condition for c in claim_cells([claim], "smoke", SEEDS)}
+    assert conditions == {"default", "noisy-labels"}
+    assert claim.label == "dpo [default] vs dpo [noisy-labels]"
+
+
 def test_na_not_run_and_not_comparable(tmp_path: Path) -> None:
     store = Store(tmp_path / "s.sqlite")
     for seed in SEEDS[:2]:

@@ -26,7 +26,7 @@ from benchmark.api import (
 )
 from benchmark.checks import learning_direction
 from benchmark.conditions import CONDITIONS
-from benchmark.data import make_offline_data
+from benchmark.data import condition_mismatch, make_offline_data
 from benchmark.domain import Domain
 from benchmark.feedback import RaterPopulation
 from benchmark.metrics import SCORE_VERSION
@@ -207,10 +207,12 @@ def test_scorer_contract(name: str, kind: str, cache) -> None:
         "ensemble members are initialised independently"
 
 
-class NeedsAgents(Algorithm):
-    name = "test-needs-agents"
+class NeedsCapability(Algorithm):
+    """Requires a capability the domain under test lacks (set per test)."""
+
+    name = "test-needs-capability"
     Config = NoConfig
-    requires = frozenset({"capability:agents", "online"})
+    requires = frozenset({"online"})
 
     def train(self, ctx, cfg):
         raise AssertionError("an n/a cell must not train")
@@ -218,13 +220,16 @@ class NeedsAgents(Algorithm):
 
 @pytest.mark.parametrize("name", DOMAIN_NAMES)
 def test_a_missing_capability_makes_the_cell_na_with_its_name(name: str, home, cache) -> None:
-    ALGORITHMS.add(NeedsAgents.name, NeedsAgents)
+    domain, _ = _prepare(name, cache)
+    lacking = sorted(set(CAPABILITIES) - set(domain.spec.capabilities))[0]
+    needs = type("Needs", (NeedsCapability,), {"requires": frozenset({f"capability:{lacking}", "online"})})
+    ALGORITHMS.add(NeedsCapability.name, needs)
     try:
-        rec = run_cell(resolve(CellRequest(NeedsAgents.name, name, preset=PRESET)), store=Store(home / "s.sqlite"),
-                       cache=cache)
+        rec = run_cell(resolve(CellRequest(NeedsCapability.name, name, preset=PRESET)),
+                       store=Store(home / "s.sqlite"), cache=cache)
     finally:
-        ALGORITHMS.remove(NeedsAgents.name)
-    assert rec.status == "na" and rec.reason == f"domain {name} lacks capability:agents"
+        ALGORITHMS.remove(NeedsCapability.name)
+    assert rec.status == "na" and rec.reason == f"domain {name} lacks capability:{lacking}"
 
 
 @pytest.mark.parametrize("name", DOMAIN_NAMES)
@@ -255,6 +260,12 @@ def test_feedback_channel(name: str, cache) -> None:
 def test_offline_data_per_condition(name: str, condition: str, cache) -> None:
     domain, _ = _prepare(name, cache)
     cond = CONDITIONS[condition]
+    if why := condition_mismatch(domain.pool, cond, name):  # e.g. a dataset kind of another domain's pool
+        assert cond.pool_part in why and name in why
+        with pytest.raises(ValueError, match=cond.pool_part):
+            make_offline_data(domain.pool, domain.oracle.weights,
+                              RaterPopulation.build(domain.oracle.weights, cond.raters), cond, name)
+        return
     pop = RaterPopulation.build(domain.oracle.weights, cond.raters)
     data = make_offline_data(domain.pool, domain.oracle.weights, pop, cond, name)
     assert len(data.pairs) > 0 and len(data.singles) > 0 and len(data.demos) > 0
