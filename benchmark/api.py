@@ -576,6 +576,9 @@ class RunContext:
     curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     summary: dict[str, float] = field(default_factory=dict)
     """Scalars an algorithm reports about its own training (``report``), stored as ``train/<name>``."""
+    on_step: Callable[[int], None] | None = None
+    """The runner's hook after each optimiser step, given the steps done (checkpoint probes of the
+    over-optimisation curve, ``benchmark.checkpoints``); algorithms leave it alone."""
 
     @property
     def samples_used(self) -> int:
@@ -598,6 +601,8 @@ class RunContext:
             yield step
             self.steps_done += 1
             self.reporter.advance(1)
+            if self.on_step is not None:
+                self.on_step(self.steps_done)
 
     def batches(self, n: int, batch_size: int | None = None) -> Iterator[Tensor]:
         """Infinite, seeded stream of index batches over a dataset of ``n`` items (epoch

@@ -347,8 +347,10 @@ def show_cmd(
     run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix), from `bench runs`.")],
     store: StoreOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="The whole record as JSON.")] = False,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write the over-optimisation curve (gold gain vs "
+                                              "KL at the training checkpoints) to this PNG.")] = None,
 ) -> None:
-    """One cell: config, metrics, curves, timings."""
+    """One cell: config, metrics, curves, the over-optimisation checkpoints, timings."""
     import dataclasses
 
     st = _open_store(store, readonly=True)
@@ -381,10 +383,32 @@ def show_cmd(
             t.add_row(k, str(len(vals)), _fmt(vals[0]), _fmt(vals[-1]), _fmt(min(vals)), _fmt(max(vals)),
                       _spark(vals))
         console.print(t)
+    _show_checkpoints(rec, plot)
     if rec.timings:
         console.print("timings: " + "  ".join(f"{k}={_fmt(v)}" for k, v in rec.timings.items()))
     for a in rec.artifacts:
         console.print(f"artifact: {a}")
+
+
+def _show_checkpoints(rec: Any, plot: Path | None) -> None:
+    """The cell's over-optimisation curve as a table (and a PNG with ``--plot``)."""
+    from leaderboard.plots import cell_curve_png, checkpoint_curve
+
+    curve = checkpoint_curve(rec)
+    if len(curve) < 2:
+        if plot is not None:
+            fail(f"cell {rec.run_id} has no checkpoint curve (it is not done, or was run before checkpoints existed)")
+        return
+    kl = "KL" if "kl_to_ref" in rec.metrics else "ELBO gap"
+    t = Table(title="over-optimisation: the policy in training at checkpoints (16 held-out contexts)",
+              title_justify="left")
+    for col in ["step", kl, "gold gain"]:
+        t.add_column(col, justify="right")
+    for step, x, y in curve:
+        t.add_row(str(step), _fmt(x), _fmt(y))
+    console.print(t)
+    if plot is not None:
+        console.print(f"wrote {cell_curve_png(rec, plot)}")
 
 
 def _spark(vals: list[float], width: int = 24) -> str:

@@ -26,6 +26,7 @@ import torch
 
 from benchmark.api import CAPABILITIES, Algorithm, Budget, DomainInstance, Policy, RunContext
 from benchmark.cache import PreparationCache, code_version, default_home, hash_obj, package_versions
+from benchmark.checkpoints import CheckpointProbe, PolicyTracker, add_point, peek_metrics, step_hook
 from benchmark.conditions import Condition
 from benchmark.data import build_offline_data, condition_mismatch, pool_scale, stable_seed
 from benchmark.domain import Domain
@@ -233,6 +234,8 @@ class CellSeals:
     meter: SampleMeter
     judge: CountingJudge | None
     handles: list[int]
+    policies: PolicyTracker = field(default_factory=PolicyTracker)
+    """The policies ``make_policy()`` handed out (the checkpoint probes look at the latest)."""
 
     def close(self) -> None:
         release(self.handles)
@@ -253,7 +256,9 @@ def make_instance(domain: Domain, condition: Condition, budget: Any, seed: int,
     meter = SampleMeter(budget.online_samples)
     handles = [seal(channel), seal(meter)]
     meter_handle = handles[1]
+    tracker = PolicyTracker()
 
+    @tracker.wrap
     def new_policy() -> Any:
         policy = domain.make_policy()
         policy.attach_meter(meter_handle)
@@ -275,7 +280,7 @@ def make_instance(domain: Domain, condition: Condition, budget: Any, seed: int,
         offline=offline, feedback=SealedFeedback(handles[0]), judge=counting,
         transitions=sealed(domain.transitions, "transitions"),
     )
-    return instance, CellSeals(channel, meter, counting, handles), data_stats
+    return instance, CellSeals(channel, meter, counting, handles, tracker), data_stats
 
 
 def fingerprint(module: torch.nn.Module) -> str:
@@ -347,15 +352,22 @@ def _finish(rec: Record, status: str, reason: str | None = None) -> Record:
     return rec
 
 
-def train_cell(cell: Cell, domain: Domain, instance: DomainInstance, meter_handle: int, device: torch.device,
+def train_cell(cell: Cell, domain: Domain, instance: DomainInstance, seals: CellSeals, device: torch.device,
                progress: Progress) -> tuple[Any, RunContext]:
-    """The algorithm's training, checked: the domain's own reference must come out unchanged."""
+    """The algorithm's training, checked: the domain's own reference must come out unchanged. The
+    policy in training is probed at checkpoints and at the end (``benchmark.checkpoints``)."""
     req = cell.request
     generator = torch.Generator().manual_seed(stable_seed("train", req.seed))
     before = fingerprint(domain.reference)
+    meter_handle = seals.handles[1]
+    probe = CheckpointProbe(domain, req.seed)
     with progress.task(f"train {req.algo}", cell.budget.steps) as task:
         ctx = RunContext(domain=instance, budget=cell.budget, generator=generator, device=device, seed=req.seed,
                          reporter=_StepReporter(task), meter=meter_handle)
+        hook = step_hook(probe, seals.policies, cell.budget.steps,
+                         lambda step, gain, kl: add_point(ctx.curves, step, gain, kl))
+        seals.handles.append(seal(hook))  # the hook holds the domain: algorithms get a handle only
+        ctx.on_step = SealedCall(seals.handles[-1], "on_step")
         with training_meter(meter_handle):  # samples of policies the algorithm builds itself count too
             policy = cell.algo_cls().train(ctx, cell.algo_cfg)
     if fingerprint(domain.reference) != before:
@@ -364,6 +376,7 @@ def train_cell(cell: Cell, domain: Domain, instance: DomainInstance, meter_handl
     if not isinstance(policy, Policy):
         raise CellFailed(f"{req.algo}.train returned {type(policy).__name__}, not a Policy")
     policy.attach_meter(None)  # evaluation samples are the runner's, not the algorithm's
+    add_point(ctx.curves, ctx.steps_done, *probe.probe(policy))
     return policy, ctx
 
 
@@ -410,7 +423,7 @@ def execute_cell(
         if why:
             return _finish(rec, "na", why)
         t1 = time.perf_counter()
-        policy, ctx = train_cell(cell, domain, instance, seals.handles[1], device, progress)
+        policy, ctx = train_cell(cell, domain, instance, seals, device, progress)
         timings["train_s"] = time.perf_counter() - t1
         t2 = time.perf_counter()
         metrics = Evaluator(domain, stats).evaluate(policy, req.seed, progress)
@@ -421,6 +434,7 @@ def execute_cell(
                              "(try a smaller learning rate)")
         metrics.update(data_stats)
         metrics.update(_accounting(seals, ctx))
+        metrics.update(peek_metrics(ctx.curves))
         rec.artifacts = domain.artifacts(policy, home / "artifacts" / cell.run_id,
                                          torch.Generator().manual_seed(stable_seed("art", req.seed)))
         timings["total_s"] = metrics["wall_s"] = time.perf_counter() - t0

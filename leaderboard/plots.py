@@ -4,6 +4,7 @@
 - ``aggregates_<condition>``: IQM, mean and optimality gap with stratified-bootstrap intervals;
 - ``profile_<condition>``: rliable performance profiles (fraction of runs with score > τ);
 - ``frontier_<domain>``: gold reward vs KL to the reference, every done cell a point;
+- ``overoptimisation_<domain>``: gold gain vs KL at each training checkpoint, a path per entry;
 - ``feedback``: feedback used vs normalized_score, every done cell a point, one panel per domain.
 
 Reproducibility: the Agg backend, a fixed SVG hash salt, and no date or software metadata in
@@ -193,6 +194,73 @@ def frontier(board: Board, domain: str, out: Path) -> tuple[str, str] | None:
         "star: the reference policy; dashed: the target (best-of-N reference)"
 
 
+def checkpoint_curve(rec) -> list[tuple[int, float, float]]:
+    """A cell's over-optimisation curve: (step, KL or ELBO gap, gold gain) per checkpoint, from the
+    origin (step 0: the reference itself) in step order (``benchmark.checkpoints``)."""
+    gains = dict(rec.curves.get("checkpoint/gold_gain", []))
+    kls = dict(rec.curves.get("checkpoint/kl", []))
+    return [(0, 0.0, 0.0)] + [(s, kls[s], gains[s]) for s in sorted(gains) if s in kls]
+
+
+def cell_curve_png(rec, path: Path) -> Path:
+    """One cell's over-optimisation curve as a PNG (``bench show --plot``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = np.array([p[1:] for p in checkpoint_curve(rec)], dtype=float)
+    steps = [p[0] for p in checkpoint_curve(rec)]
+    with plt.rc_context(RC):
+        fig, ax = plt.subplots(figsize=(4.8, 3.4))
+        ax.plot(pts[:, 0], pts[:, 1], marker="o", ms=4, lw=1.2)
+        for (x, y), s in zip(pts, steps):
+            ax.annotate(str(s), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.axhline(0.0, color="0.3", lw=0.8, ls=":")
+        ax.set_xlabel("KL to the reference" if "kl_to_ref" in rec.metrics else "ELBO gap to the reference")
+        ax.set_ylabel("gold gain over the reference")
+        ax.set_title(f"{rec.algo} × {rec.domain} [{rec.condition}, seed {rec.seed}]: checkpoints (step)", fontsize=8)
+        ax.grid(alpha=0.3)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, format="png", metadata={"Software": None}, bbox_inches="tight")
+        plt.close(fig)
+    return path
+
+
+def overoptimisation(board: Board, domain: str, out: Path) -> tuple[str, str] | None:
+    """Gold gain against KL during training, every entry (default condition; mean over seeds per
+    checkpoint), as Gao et al. 2023 plot over-optimisation."""
+    import matplotlib.pyplot as plt
+
+    colors = _colors(board)
+    curves = []
+    for e in board.entries:
+        for t in board.tasks_of(domain=domain, condition="default"):
+            runs = [checkpoint_curve(r) for r in board.group(e, t).done]
+            runs = [c for c in runs if len(c) > 1]
+            if runs and len({len(c) for c in runs}) == 1:
+                pts = np.array([[p[1:] for p in c] for c in runs], dtype=float).mean(axis=0)
+                curves.append((e.label, pts))
+    if not curves:
+        return None
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for label, pts in curves:
+        ax.plot(pts[:, 0], pts[:, 1], marker="o", ms=3, lw=1.2, color=colors[label], label=label)
+        ax.scatter(pts[-1:, 0], pts[-1:, 1], s=30, color=colors[label], marker="s", zorder=3)
+    ax.axhline(0.0, color="0.3", lw=0.8, ls=":")
+    ax.set_xlabel("KL to the reference (probe estimate)")
+    ax.set_ylabel("gold gain over the reference")
+    ax.grid(alpha=0.3)
+    ax.set_title(f"{domain}: gold gain vs KL during training (default condition)", fontsize=8)
+    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    name = f"overoptimisation_{slug(domain)}"
+    _save(fig, out, name)
+    return name, (f"{domain}: each method's path from the reference (origin) through its training checkpoints to "
+                  "the final policy (square), mean over seeds; a curve that rises then falls is over-optimisation "
+                  "(Gao et al. 2023). Probe: 16 held-out contexts, one sample each")
+
+
 def feedback(board: Board, out: Path) -> tuple[str, str] | None:
     import matplotlib.pyplot as plt
 
@@ -241,5 +309,6 @@ def make_plots(board: Board, aggs: list[Aggregate], out: Path) -> list[tuple[str
         for d in board.domains:
             made.append(bars(board, d, out))
             made.append(frontier(board, d, out))
+            made.append(overoptimisation(board, d, out))
         made.append(feedback(board, out))
     return [m for m in made if m is not None]

@@ -1,0 +1,150 @@
+"""Over-optimisation made visible: the gold reward against the KL to the reference during training.
+
+Gao et al. 2023 ("Scaling laws for reward model overoptimization") plot the gold reward of a policy
+against its KL from the initial policy as training proceeds: a proxy that is optimised too far shows
+as a curve that rises, peaks and falls. The runner draws that curve for **every cell**, cheaply:
+
+- **when**: after the optimiser steps at the fractions :data:`FRACTIONS` of the cell's step budget
+  (``RunContext.on_step``), and once more on the returned policy;
+- **what**: the latest policy the algorithm built with ``make_policy()`` (the one in training; a
+  method that trains a policy of its own class is seen through its ``make_policy`` base), copied,
+  in evaluation mode, sampled in a fresh ``contextvars`` context with no meter (the probe's samples
+  are the runner's, not charged to the cell) and with the global torch RNG saved and restored, so
+  that probing changes nothing in training (tested: a cell's metrics are the same with and without);
+- **where**: the first :data:`PROBE_CONTEXTS` held-out evaluation contexts, one sample each, paired
+  with the reference's sample from a generator in the same state (common random numbers);
+- **stored** as the cell's curves ``checkpoint/gold_gain`` (mean gold(π) − gold(π_ref)) and
+  ``checkpoint/kl`` (k1 estimate of KL(π‖π_ref) where the likelihood is exact, else the surrogate's
+  ``elbo_gap``), each a list of (step, value); plotted by ``bench show`` and, per domain, on the
+  leaderboard page.
+
+The headline metrics remain the final policy's. The best checkpoint's gold gain is stored as
+``oracle_peek/best_checkpoint_gold_gain``: it picks a checkpoint by looking at the oracle, so it is
+never a score, only a measure of how much a method lost by training past its best point.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import copy
+import weakref
+from collections.abc import Callable
+
+import torch
+
+from benchmark.api import Policy
+from benchmark.data import stable_seed
+from benchmark.domain import Domain
+from benchmark.objectives import kl_k1
+
+FRACTIONS = (0.125, 0.25, 0.5, 0.75)
+"""Fractions of the step budget after which the policy in training is probed (plus the end)."""
+FEW_STEPS = 20
+"""Budgets with fewer steps get one mid-training probe (tests stay fast)."""
+PROBE_CONTEXTS = 16
+"""Held-out contexts of the probe (one sample each)."""
+CURVES = ("checkpoint/gold_gain", "checkpoint/kl")
+
+
+def checkpoint_steps(total: int) -> set[int]:
+    """Steps done (1-based counts) after which to probe, for a budget of ``total`` steps (a budget
+    under :data:`FEW_STEPS`, e.g. the smoke preset's, is probed at its middle only)."""
+    if total < FEW_STEPS:
+        return {total // 2} if total >= 2 else set()
+    return {s for s in (round(f * total) for f in FRACTIONS) if 0 < s < total}
+
+
+class CheckpointProbe:
+    """Measures (gold gain, KL) of a policy on the probe contexts (see the module docstring)."""
+
+    def __init__(self, domain: Domain, seed: int):
+        self.domain = domain
+        self.contexts = domain.eval_contexts[:PROBE_CONTEXTS]
+        self.seed = stable_seed("checkpoint", domain.name, seed)
+        self.exact = "exact_logp" in domain.spec.capabilities
+        self._reference_gold: torch.Tensor | None = None
+
+    def _gold(self, policy: Policy) -> tuple[torch.Tensor, object]:
+        gen = torch.Generator().manual_seed(self.seed)
+        samples = policy.sample(self.contexts, 1, generator=gen).to("cpu")
+        return self.domain.oracle.gold(self.contexts, samples).double().cpu(), samples
+
+    @torch.no_grad()
+    def measure(self, policy: Policy) -> tuple[float, float]:
+        """(mean gold gain over the reference on the same draws, KL or ELBO gap) of ``policy``."""
+        if self._reference_gold is None:
+            self._reference_gold = self._gold(self.domain.reference)[0]
+        gold, samples = self._gold(policy)
+        noise_gen = torch.Generator().manual_seed(self.seed + 1)
+        noise = policy.draw_noise(self.contexts, samples, generator=noise_gen)
+        if self.exact:
+            lp = policy.step_log_prob(self.contexts, samples, noise=noise)[0].sum(-1)
+            lr = self.domain.reference.step_log_prob(self.contexts, samples, noise=noise)[0].sum(-1)
+            divergence = float(kl_k1(lp.double().cpu(), lr.double().cpu()).mean())
+        else:
+            lp = policy.log_prob(self.contexts, samples, noise=noise)
+            lr = self.domain.reference.log_prob(self.contexts, samples, noise=noise)
+            divergence = float((lp.double().cpu() - lr.double().cpu()).mean())
+        return float((gold - self._reference_gold).mean()), divergence
+
+    def probe(self, policy: Policy) -> tuple[float, float]:
+        """:meth:`measure` on a metered-free copy, in a fresh context, with the global RNG restored."""
+        snapshot = copy.deepcopy(policy)
+        snapshot.attach_meter(None)
+        snapshot.eval()
+        state = torch.get_rng_state()
+        try:
+            return contextvars.Context().run(self.measure, snapshot)
+        finally:
+            torch.set_rng_state(state)
+
+
+class PolicyTracker:
+    """Remembers the policies ``make_policy()`` handed out (weakly); ``latest`` is the one in training."""
+
+    def __init__(self) -> None:
+        self._refs: list[weakref.ref] = []
+
+    def wrap(self, factory: Callable[[], Policy]) -> Callable[[], Policy]:
+        def make() -> Policy:
+            policy = factory()
+            self._refs.append(weakref.ref(policy))
+            return policy
+
+        return make
+
+    def latest(self) -> Policy | None:
+        for ref in reversed(self._refs):
+            policy = ref()
+            if policy is not None:
+                return policy
+        return None
+
+
+def step_hook(probe: CheckpointProbe, tracker: PolicyTracker, total: int,
+              record: Callable[[int, float, float], None]) -> Callable[[int], None]:
+    """The ``RunContext.on_step`` of a cell: probe the latest policy after each checkpoint step."""
+    when = checkpoint_steps(total)
+
+    def on_step(done: int) -> None:
+        if done in when:
+            policy = tracker.latest()
+            if policy is not None:
+                record(done, *probe.probe(policy))
+
+    return on_step
+
+
+def add_point(curves: dict[str, list[tuple[int, float]]], step: int, gold_gain: float, kl: float) -> None:
+    """Append one checkpoint to a cell's curves."""
+    curves.setdefault(CURVES[0], []).append((int(step), float(gold_gain)))
+    curves.setdefault(CURVES[1], []).append((int(step), float(kl)))
+
+
+def peek_metrics(curves: dict[str, list[tuple[int, float]]]) -> dict[str, float]:
+    """``oracle_peek/best_checkpoint_gold_gain`` (and its step) from a cell's checkpoint curve."""
+    points = curves.get(CURVES[0], [])
+    if not points:
+        return {}
+    step, best = max(points, key=lambda p: (p[1], -p[0]))
+    return {"oracle_peek/best_checkpoint_gold_gain": best, "oracle_peek/best_checkpoint_step": float(step)}

@@ -1,0 +1,77 @@
+"""The over-optimisation curve: every cell probes its policy at checkpoints (benchmark/checkpoints.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+import benchmark.checkpoints as checkpoints
+from benchmark.runner import CellRequest, resolve, run_cell
+from benchmark.store import Store
+
+VOLATILE = {"wall_s"}
+
+
+def _run(algo: str, domain: str, home, cache, **kw):
+    return run_cell(resolve(CellRequest(algo, domain, preset="smoke", **kw)), store=Store(home / "s.sqlite"),
+                    cache=cache, home=home)
+
+
+def test_checkpoint_steps() -> None:
+    assert checkpoints.checkpoint_steps(400) == {50, 100, 200, 300}
+    assert checkpoints.checkpoint_steps(6) == {3}  # a smoke budget: one probe in the middle
+    assert checkpoints.checkpoint_steps(1) == set()
+
+
+@pytest.mark.parametrize("domain", ["text", "robot"])
+def test_the_curve_is_stored_in_step_order_and_ends_at_the_final_policy(domain: str, home, cache) -> None:
+    rec = _run("dpo", domain, home, cache)
+    assert rec.status == "done", rec.reason
+    gains, kls = rec.curves["checkpoint/gold_gain"], rec.curves["checkpoint/kl"]
+    steps = [s for s, _ in gains]
+    assert steps == sorted(set(steps)) and len(steps) == 2, "the middle probe, then the final policy"
+    assert [s for s, _ in kls] == steps and steps[-1] == rec.train_steps
+    best = max(v for _, v in gains)
+    assert rec.metrics["oracle_peek/best_checkpoint_gold_gain"] == best
+    assert "oracle_peek/best_checkpoint_gold_gain" != "normalized_score"  # the headline is the final policy's
+
+
+def test_probing_changes_nothing_in_training(home, cache, monkeypatch) -> None:
+    """Same cell with and without the mid-training probe: identical metrics (the probe samples a copy,
+    unmetered, and restores the global RNG)."""
+    with_probe = _run("rlhf", "text", home, cache)
+    monkeypatch.setattr(checkpoints, "checkpoint_steps", lambda total: set())
+    without = run_cell(resolve(CellRequest("rlhf", "text", preset="smoke")), store=Store(home / "other.sqlite"),
+                       cache=cache, home=home)
+    drop = VOLATILE | {k for k in with_probe.metrics if k.startswith("oracle_peek/")}
+    assert {k: v for k, v in with_probe.metrics.items() if k not in drop} == {
+        k: v for k, v in without.metrics.items() if k not in drop}
+    assert with_probe.online_samples == without.online_samples, "probe samples are never charged to the cell"
+    assert len(with_probe.curves["checkpoint/kl"]) == 2 and len(without.curves["checkpoint/kl"]) == 1
+
+
+def test_the_reference_sits_at_the_origin(home, cache) -> None:
+    rec = _run("reference", "robot", home, cache)
+    assert [v for _, v in rec.curves["checkpoint/gold_gain"]] == [0.0]
+    assert [v for _, v in rec.curves["checkpoint/kl"]] == [0.0]
+
+
+def test_bench_show_and_the_page_show_the_curve(home, cache) -> None:
+    rec = _run("dpo", "robot", home, cache)
+    env = {**os.environ, "PREFBENCH_HOME": str(home), "COLUMNS": "200"}
+    png = home / "curve.png"
+    out = subprocess.run([sys.executable, "-m", "benchmark.cli", "show", rec.run_id, "--store", str(home / "s.sqlite"),
+                          "--plot", str(png)], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "over-optimisation" in out.stdout and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    site = home / "site"
+    out = subprocess.run([sys.executable, "-m", "benchmark.cli", "leaderboard", "--store", str(home / "s.sqlite"),
+                          "--preset", "smoke", "--format", "html", "--out", str(site)], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    page = next(site.rglob("*.html")).read_text()
+    assert "overoptimisation_robot.png" in page
+    assert (next(site.rglob("overoptimisation_robot.png"))).stat().st_size > 1000
