@@ -82,7 +82,33 @@ class SealedSimulator(Simulator):
         return opened(self._handle).rollout(contexts, act, forced=forced)
 
 
-class TanhGaussianPolicy(Policy):
+class SimulatorPolicy(Policy):
+    """A per-step policy rolled out in a domain's :class:`Simulator` (``self.simulator``), through the
+    ``act(obs, contexts)`` function its ``rollout_act`` returns; a dataset reset replays an action prefix."""
+
+    simulator: Simulator | None
+
+    def rollout_act(self, *, generator: torch.Generator) -> Any:
+        raise NotImplementedError
+
+    def rollin(self, samples: Samples, fraction: Tensor) -> Samples:
+        """Keep the first ⌊f·T⌋ valid actions: the rollout replays them, then acts (dataset reset)."""
+        lengths = samples.mask.sum(-1)
+        keep = torch.floor(fraction.to(lengths.device).float() * lengths).long()
+        pos = torch.arange(samples.actions.shape[1])[None, :]
+        mask = (pos < keep[:, None]).long()
+        return Batch({"actions": samples.actions * mask.view(*mask.shape, *[1] * (samples.actions.dim() - 2)),
+                      "mask": mask})
+
+    @torch.no_grad()
+    def sample(self, contexts: Contexts, num: int = 1, *, generator: torch.Generator,
+               start: Samples | None = None) -> Samples:
+        if self.simulator is None:
+            raise RuntimeError("this policy has no simulator to roll out in")
+        return self.simulator.rollout(contexts.repeat(num), self.rollout_act(generator=generator), forced=start)
+
+
+class TanhGaussianPolicy(SimulatorPolicy):
     """π(a|s, c) as a tanh-squashed diagonal Gaussian MLP; ``c`` is the context's ``cond``.
 
     Observations are standardised with fixed statistics (buffers, from the behaviour data).
@@ -150,14 +176,6 @@ class TanhGaussianPolicy(Policy):
         eps = torch.randn(mu.shape, generator=generator).to(mu.device)
         return clip_actions(torch.tanh(mu + log_std.exp() * eps)).cpu()
 
-    def rollin(self, samples: Samples, fraction: Tensor) -> Samples:
-        """Keep the first ⌊f·T⌋ valid actions: the rollout replays them, then acts (dataset reset)."""
-        lengths = samples.mask.sum(-1)
-        keep = torch.floor(fraction.to(lengths.device).float() * lengths).long()
-        pos = torch.arange(samples.actions.shape[1])[None, :]
-        mask = (pos < keep[:, None]).long()
-        return Batch({"actions": samples.actions * mask[..., None], "mask": mask})
-
     def rollout_act(self, *, generator: torch.Generator) -> Any:
         """The ``act(obs, contexts)`` function a :class:`Simulator` calls."""
 
@@ -165,13 +183,6 @@ class TanhGaussianPolicy(Policy):
             return self.act(obs, self._cond(rows), generator)
 
         return act
-
-    @torch.no_grad()
-    def sample(self, contexts: Contexts, num: int = 1, *, generator: torch.Generator,
-               start: Samples | None = None) -> Samples:
-        if self.simulator is None:
-            raise RuntimeError("this policy has no simulator to roll out in")
-        return self.simulator.rollout(contexts.repeat(num), self.rollout_act(generator=generator), forced=start)
 
 
 class SegmentScorer(Scorer):

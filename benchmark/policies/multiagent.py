@@ -26,8 +26,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from benchmark.api import Batch, Contexts, Noise, Policy, Samples, Scorer
-from benchmark.policies.control import Simulator, mlp
+from benchmark.api import Contexts, Noise, Samples, Scorer
+from benchmark.policies.control import Simulator, SimulatorPolicy, mlp
 
 MASKED_LOGIT = -1e9
 
@@ -57,7 +57,7 @@ class _AgentInputs(nn.Module):
         return torch.cat([x, ids, c.expand(*x.shape[:-1], self.cond_dim)], dim=-1)
 
 
-class AgentCategoricalPolicy(Policy):
+class AgentCategoricalPolicy(SimulatorPolicy):
     """π(a^i | o^i, i, c) as a shared MLP over agents; invalid action ids are masked."""
 
     def __init__(self, obs_dim: int, n_actions: int, agents: int, cond_dim: int, hidden: int = 128, layers: int = 2,
@@ -118,20 +118,6 @@ class AgentCategoricalPolicy(Policy):
             return self.act(obs, rows, generator)
 
         return act
-
-    def rollin(self, samples: Samples, fraction: Tensor) -> Samples:
-        """Keep the first ⌊f·T⌋ valid joint actions: the rollout replays them, then acts (dataset reset)."""
-        lengths = samples.mask.sum(-1)
-        keep = torch.floor(fraction.to(lengths.device).float() * lengths).long()
-        mask = (torch.arange(samples.actions.shape[1])[None, :] < keep[:, None]).long()
-        return Batch({"actions": samples.actions * mask[..., None], "mask": mask})
-
-    @torch.no_grad()
-    def sample(self, contexts: Contexts, num: int = 1, *, generator: torch.Generator,
-               start: Samples | None = None) -> Samples:
-        if self.simulator is None:
-            raise RuntimeError("this policy has no simulator to roll out in")
-        return self.simulator.rollout(contexts.repeat(num), self.rollout_act(generator=generator), forced=start)
 
 
 class AgentStepScorer(Scorer):

@@ -1,0 +1,537 @@
+"""What the whole board costs: the wall time of the full grid, estimated from measured cells (issue #19).
+
+    python benchmarks/grid_cost.py --store ~/.prefbench/prefbench.sqlite [--store B.sqlite ...]
+    python benchmarks/grid_cost.py --store A.sqlite --preset standard --conditions default
+
+Nothing is run: every figure comes from cells already stored. The grid is every registered
+algorithm × domain × condition (``--conditions``, default all registered) × ``--seeds`` seed, as
+``bench grid --algos all --domains all --conditions all`` would run it. Method:
+
+- **Measured cells**: ``done`` cells of the *quick* preset whose budget is the preset's own (no
+  ``--budget`` override), from every ``--store`` (the same record found in two stores counts once).
+  Algorithm and domain config overrides (a β, a learning rate) are accepted: they change little of
+  the cost. A cell's cost without preparation is ``total_s − prepare_s`` (instance, training,
+  evaluation, artifacts), split into training (``train_s``) and the rest; ``train_s + eval_s``
+  when a record has no ``total_s``. Cost per (algorithm, domain) = the medians over its cells.
+- **Threads**: records say how many torch threads they ran with (``env.torch_threads``, reported
+  per pair); no scaling is applied: a cell measured with 2 threads counts as if run with 1.
+- **Preparation** per domain: the median ``prepare_s`` of cells with ``prepared_now == 1``; else
+  ``first_run_s − cached_run_s`` of ``<results>/<domain>_quick.json`` (the per-domain reports);
+  else the median of the other domains'. Loading a cached preparation: the largest ``prepare_s`` of
+  a cell with ``prepared_now == 0`` (in-process reuse costs ~0), paid once per worker and domain.
+- **Unmeasured pairs are imputed** (marked in the output): training = the same algorithm's
+  training on the other domains where it was measured × the domain pair's training-cost ratio
+  (the median over algorithms measured on both, of the ratio of their training times; methods
+  training under 0.5 s are left out of the ratio), median over those domains; the rest of the
+  cell (mostly evaluation, which is the domain's) = the domain's median. An algorithm never
+  measured gets the domain's medians; a domain never measured, the algorithm's or all medians.
+- **n/a cells** cost one preparation lookup. Known n/a: stored ``na`` records of the algorithm's
+  default config (any preset): a pool-part mismatch holds for every algorithm of that (domain,
+  condition), a missing domain capability for every condition of that (algorithm, domain).
+  Requirements are *not* derived from the domains (that needs their preparation): every other cell
+  counts as runnable, so totals are an **upper bound** where n/a cells are not yet stored.
+- **Wall time on W slots** (``bench grid`` prepares each domain once first, one task each, then
+  runs the cells, domain by domain): ``prep_phase + per_worker + max(Σ cells / W, longest cell)``
+  with ``prep_phase`` the preparations scheduled longest-first on W slots, ``per_worker`` the
+  cache loads of each domain (a shared cache: one machine, or ``--cache`` on a shared disk) or a
+  whole preparation of each domain (a Ray cluster of one-worker nodes without a shared cache: each
+  node builds its own, ``benchmark/ray_executor.py``; an upper bound, since the node that
+  prepared a domain has it). Every cell also pays its executor's overhead per cell, measured by
+  ``benchmarks/scale_out.py`` (``<results>/scale_out_quick.json``: (W × grid wall − Σ cell wall of
+  the local run) / cells, i.e. start-up, scheduling and contention, at W = 2 on 2 cores); 0 when
+  absent. ``bound`` adds the longest cell instead of taking the maximum (list scheduling's bound).
+- **--preset standard is an extrapolation, not a measurement**: quick costs scaled per domain by
+  the budgets' ``steps × batch_size`` ratio (training), the configs' ``eval_contexts ×
+  eval_samples`` ratio (the rest of the cell) and, for the preparation, the largest ratio of the
+  config's ``*_steps`` fields (its models' training). Larger models, longer horizons and more
+  sampling steps of the standard configs are not modelled: the figures are low.
+
+Writes ``<out>/grid_cost_<preset>.{json,md}`` and prints the Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import statistics
+import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from benchmark.conditions import CONDITIONS
+from benchmark.registry import ALGORITHMS, DOMAINS
+from benchmark.store import Record, Store, default_store_path
+
+MEASURED_PRESET = "quick"
+MIN_TRAIN_S = 0.5
+"""Training times below this (methods that do not train) are left out of domain ratios."""
+HOUR = 3600.0
+
+
+def _norm(x: Any) -> Any:
+    """JSON-normalised (tuples become lists), to compare a stored config with the current one."""
+    return json.loads(json.dumps(x, default=str))
+
+
+def _same_on_common_keys(a: dict, b: dict) -> bool:
+    return all(a[k] == b[k] for k in set(a) & set(b))
+
+
+@cache
+def preset_budget(domain: str, preset: str) -> dict | None:
+    cls = DOMAINS.get(domain)
+    return _norm(dataclasses.asdict(cls.budget(preset))) if preset in cls.budgets else None
+
+
+# ---------------------------------------------------------------------------------------------
+# reading the stores
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Measured:
+    """What the stores hold: per (algorithm, domain) the cells' (train, rest, threads); per domain
+    the preparations built in a cell and the cache loads; the known n/a keys; the stores read."""
+
+    cells: dict[tuple[str, str], list[tuple[float, float, int]]] = field(default_factory=lambda: defaultdict(list))
+    prep: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    load: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    na: set[tuple[str, str, str]] = field(default_factory=set)
+    conditions_seen: set[tuple[str, str]] = field(default_factory=set)
+    """(domain, condition) of every done or n/a record, any preset"""
+    stores: list[dict] = field(default_factory=list)
+    seen: set[tuple[str, float]] = field(default_factory=set)
+
+
+def cell_parts(rec: Record) -> tuple[float, float] | None:
+    """(training, the rest) seconds of a done cell, without its preparation."""
+    t = rec.timings
+    if "train_s" not in t:
+        return None
+    rest = t["total_s"] - t.get("prepare_s", 0.0) - t["train_s"] if "total_s" in t else t.get("eval_s", 0.0)
+    return float(t["train_s"]), max(0.0, float(rest))
+
+
+def na_key(rec: Record) -> tuple[str, str, str] | None:
+    """The n/a rule an ``na`` record of the algorithm's default config stands for ("*": any)."""
+    if rec.algo not in ALGORITHMS or rec.domain not in DOMAINS:
+        return None
+    default = _norm(dataclasses.asdict(ALGORITHMS.get(rec.algo).Config()))
+    if not _same_on_common_keys(_norm(rec.config.get("algo_config", {})), default):
+        return None
+    reason = rec.reason or ""
+    if "keeps pool part" in reason:
+        return ("*", rec.domain, rec.condition)
+    missing = [m for m in reason.partition(" lacks ")[2].split(", ") if m]
+    if missing and all(m.startswith("capability:") or m == "online" for m in missing):
+        return (rec.algo, rec.domain, "*")
+    return (rec.algo, rec.domain, rec.condition)
+
+
+def is_na(algo: str, domain: str, condition: str, rules: set[tuple[str, str, str]]) -> bool:
+    return bool({(algo, domain, condition), ("*", domain, condition), (algo, domain, "*")} & rules)
+
+
+def usable(rec: Record) -> bool:
+    """A done cell of the measured preset with the preset's own budget."""
+    return (rec.status == "done" and rec.preset == MEASURED_PRESET and rec.domain in DOMAINS
+            and rec.config.get("budget") == preset_budget(rec.domain, MEASURED_PRESET))
+
+
+def read_store(path: Path, m: Measured) -> None:
+    """Add one store's cells to ``m`` (a record already read from another store counts once)."""
+    with Store(path, readonly=True) as st:
+        records = st.records()
+    used, threads = 0, set()
+    for rec in records:
+        key = na_key(rec) if rec.status == "na" else None
+        if key:
+            m.na.add(key)
+        if rec.status in ("done", "na"):
+            m.conditions_seen.add((rec.domain, rec.condition))
+        parts = cell_parts(rec) if usable(rec) else None
+        if parts is None or (rec.run_id, rec.started_at) in m.seen:
+            continue
+        m.seen.add((rec.run_id, rec.started_at))
+        used += 1
+        n_threads = int(rec.env.get("torch_threads") or 1)
+        threads.add(n_threads)
+        m.cells[rec.algo, rec.domain].append((*parts, n_threads))
+        prepare_s = float(rec.timings.get("prepare_s", 0.0))
+        (m.prep if rec.timings.get("prepared_now") == 1.0 else m.load)[rec.domain].append(prepare_s)
+    m.stores.append({"path": str(path), "records": len(records), f"{MEASURED_PRESET}_cells_used": used,
+                     "torch_threads": sorted(threads)})
+
+
+# ---------------------------------------------------------------------------------------------
+# costs per (algorithm, domain) and per domain
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Cost:
+    """One cell's cost without preparation: training and the rest (instance, evaluation, artifacts)."""
+
+    train_s: float
+    rest_s: float
+    cells: int = 0
+    """measured cells behind it (0: imputed)"""
+    source: str = "measured"
+    threads: list[int] = field(default_factory=list)
+
+    @property
+    def cell_s(self) -> float:
+        return self.train_s + self.rest_s
+
+    @property
+    def imputed(self) -> bool:
+        return self.cells == 0
+
+
+def measured_costs(m: Measured) -> dict[tuple[str, str], Cost]:
+    return {key: Cost(statistics.median(x[0] for x in xs), statistics.median(x[1] for x in xs), len(xs),
+                      "measured", sorted({x[2] for x in xs}))
+            for key, xs in m.cells.items()}
+
+
+def domain_median(meas: dict[tuple[str, str], Cost], domain: str, attr: str) -> float | None:
+    values = [getattr(c, attr) for (_, d), c in meas.items() if d == domain]
+    return statistics.median(values) if values else None
+
+
+def train_ratio(meas: dict[tuple[str, str], Cost], domain: str, other: str) -> float | None:
+    """How much longer training takes on ``domain`` than on ``other``: the median over algorithms
+    measured on both (training at least MIN_TRAIN_S), else the ratio of the domains' medians."""
+    ratios = [meas[a, domain].train_s / meas[a, other].train_s for (a, d) in meas
+              if d == domain and (a, other) in meas
+              and min(meas[a, domain].train_s, meas[a, other].train_s) >= MIN_TRAIN_S]
+    if ratios:
+        return statistics.median(ratios)
+    mine, theirs = domain_median(meas, domain, "train_s"), domain_median(meas, other, "train_s")
+    return mine / theirs if mine and theirs else None
+
+
+def impute(meas: dict[tuple[str, str], Cost], algo: str, domain: str) -> Cost:
+    """The cost of a pair never measured (see the module docstring)."""
+    rest = domain_median(meas, domain, "rest_s")
+    guesses = {d: meas[a, d].train_s * r for (a, d) in meas
+               if a == algo and d != domain and (r := train_ratio(meas, domain, d)) is not None}
+    if guesses and rest is not None:
+        return Cost(statistics.median(guesses.values()), rest,
+                    source=f"imputed: {algo} on {', '.join(sorted(guesses))} × training ratio; rest: domain median")
+    if rest is not None:
+        return Cost(domain_median(meas, domain, "train_s") or 0.0, rest, source="imputed: domain median")
+    mine = [c for (a, _), c in meas.items() if a == algo]
+    pool = mine or list(meas.values())
+    return Cost(statistics.median(c.train_s for c in pool), statistics.median(c.rest_s for c in pool),
+                source="imputed: " + ("the algorithm's median" if mine else "median of all pairs"))
+
+
+def pair_costs(m: Measured, algos: list[str], domains: list[str]) -> dict[tuple[str, str], Cost]:
+    meas = measured_costs(m)
+    if not meas:
+        raise SystemExit(f"no done {MEASURED_PRESET} cells with the preset's budget in the stores given: pass "
+                         f"--store PATH of a store that holds some (`bench runs --preset {MEASURED_PRESET}`)")
+    return {(a, d): meas.get((a, d)) or impute(meas, a, d) for a in algos for d in domains}
+
+
+def preparation(m: Measured, domains: list[str], results: Path | None) -> dict[str, tuple[float, str]]:
+    """Per domain: (seconds to prepare it at the measured preset, where that figure comes from)."""
+    out: dict[str, tuple[float, str]] = {}
+    for d in domains:
+        report = results / f"{d}_{MEASURED_PRESET}.json" if results else None
+        if m.prep.get(d):
+            out[d] = (statistics.median(m.prep[d]), f"measured: median of {len(m.prep[d])} cell(s) that prepared it")
+        elif report is not None and report.is_file():
+            rep = json.loads(report.read_text())
+            if "first_run_s" in rep and "cached_run_s" in rep:
+                out[d] = (max(0.0, rep["first_run_s"] - rep["cached_run_s"]),
+                          f"{report.name}: first run − cached run")
+    known = [s for s, _ in out.values()]
+    for d in domains:
+        if d not in out:
+            out[d] = (statistics.median(known) if known else 0.0, "imputed: median of the other domains")
+    return out
+
+
+def preset_ratios(domain: str, preset: str) -> dict[str, float]:
+    """Scale factors from the measured preset to ``preset``: training, the rest of a cell, preparation."""
+    if preset == MEASURED_PRESET:
+        return {"train": 1.0, "rest": 1.0, "prep": 1.0}
+    cls = DOMAINS.get(domain)
+    bq, bp = cls.budget(MEASURED_PRESET), cls.budget(preset)
+    cq, cp = dataclasses.asdict(cls.config(MEASURED_PRESET)), dataclasses.asdict(cls.config(preset))
+
+    def evals(c: dict) -> float:
+        return float(c.get("eval_contexts", 1) * c.get("eval_samples", 1))
+
+    steps = [cp[k] / cq[k] for k in cq if k.endswith("_steps") and type(cq[k]) is int and cq[k] > 0]
+    return {"train": (bp.steps * bp.batch_size) / (bq.steps * bq.batch_size), "rest": evals(cp) / evals(cq),
+            "prep": max([1.0, *steps])}
+
+
+# ---------------------------------------------------------------------------------------------
+# the grid and its wall time
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DomainPlan:
+    name: str
+    prep_s: float
+    prep_source: str
+    load_s: float
+    ratios: dict[str, float]
+    cells: list[float] = field(default_factory=list)
+    """the cost (s) of each runnable cell, without preparation"""
+    na_cells: int = 0
+    pairs: dict[str, int] = field(default_factory=lambda: {"measured": 0, "imputed": 0, "n/a": 0})
+
+    @property
+    def median_cell_s(self) -> float:
+        return statistics.median(self.cells) if self.cells else 0.0
+
+    @property
+    def total_s(self) -> float:
+        """One preparation plus every cell, one after another (n/a cells: a cache lookup each)."""
+        return self.prep_s + sum(self.cells) + self.na_cells * self.load_s
+
+
+def plan_domain(domain: str, algos: list[str], conditions: list[str], seeds: int, costs: dict,
+                m: Measured, prep: tuple[float, str], preset: str, rules: set[tuple[str, str, str]]) -> DomainPlan:
+    r = preset_ratios(domain, preset)
+    plan = DomainPlan(domain, prep[0] * r["prep"], prep[1], max(m.load.get(domain) or [0.0]), r)
+    for a in algos:
+        c = costs[a, domain]
+        runnable = [cond for cond in conditions if not is_na(a, domain, cond, rules)]
+        plan.na_cells += (len(conditions) - len(runnable)) * seeds
+        plan.cells += [c.train_s * r["train"] + c.rest_s * r["rest"]] * (len(runnable) * seeds)
+        plan.pairs["n/a" if not runnable else "imputed" if c.imputed else "measured"] += 1
+    return plan
+
+
+def longest_first(jobs: list[float], slots: int) -> float:
+    """Makespan of ``jobs`` on ``slots`` identical workers, longest job first to the least loaded."""
+    loads = [0.0] * max(1, min(slots, len(jobs)))
+    for job in sorted(jobs, reverse=True):
+        loads[loads.index(min(loads))] += job
+    return max(loads)
+
+
+def wall_time(plans: list[DomainPlan], slots: int, overhead_s: float = 0.0, rebuild: bool = False) -> dict:
+    """The grid's wall time on ``slots`` workers (see the module docstring)."""
+    cells = [c + overhead_s for p in plans for c in p.cells] + [p.load_s + overhead_s for p in plans
+                                                                for _ in range(p.na_cells)]
+    prep_phase = longest_first([p.prep_s for p in plans], slots)
+    per_worker = sum(p.prep_s if rebuild else p.load_s for p in plans)
+    longest = max(cells, default=0.0)
+    work = sum(cells) / slots
+    return {"workers": slots, "overhead_per_cell_s": overhead_s, "prep_phase_s": prep_phase,
+            "per_worker_preparation_s": per_worker, "cells_per_worker_s": work, "longest_cell_s": longest,
+            "estimate_s": prep_phase + per_worker + max(work, longest),
+            "bound_s": prep_phase + per_worker + work + longest}
+
+
+def executor_overheads(path: Path | None) -> dict[str, float]:
+    """Overhead per cell of each executor, from a ``scale_out.py`` report: (W × grid wall − Σ cell
+    wall of the local run) / cells; {} when there is no report."""
+    if path is None or not path.is_file():
+        return {}
+    runs = json.loads(path.read_text()).get("runs", [])
+    local = next((r["cells_s"] for r in runs if r["executor"] == "local"), None)
+    return {r["executor"]: max(0.0, (r["workers"] * r["grid_s"] - (local if local is not None else r["cells_s"]))
+                               / max(1, r["cells"])) for r in runs}
+
+
+# ---------------------------------------------------------------------------------------------
+# the estimate and its report
+# ---------------------------------------------------------------------------------------------
+
+
+def unseen_pool_parts(m: Measured, domains: list[str], conditions: list[str]) -> set[tuple[str, str, str]]:
+    """n/a rules for the conditions that keep a named part of the pool (``Condition.pool_part``) on
+    the domains where no store holds a cell of them: probably n/a (only some pools have parts)."""
+    return {("*", d, c) for c in conditions if CONDITIONS[c].pool_part for d in domains
+            if (d, c) not in m.conditions_seen}
+
+
+def walls(plans: list[DomainPlan], workers: list[int], ray_workers: list[int], overheads: dict[str, float]) -> dict:
+    local, process, ray = (overheads.get(k, 0.0) for k in ("local", "process", "ray"))
+    return {"serial": wall_time(plans, 1, local),
+            "machine_workers": [wall_time(plans, w, process) for w in workers],
+            "ray_shared_cache": [wall_time(plans, n, ray) for n in ray_workers],
+            "ray_no_shared_cache": [wall_time(plans, n, ray, rebuild=True) for n in ray_workers]}
+
+
+def machine() -> dict:
+    import torch
+
+    return {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "load_average_at_start": list(os.getloadavg())}
+
+
+def estimate(m: Measured, *, preset: str, algos: list[str], domains: list[str], conditions: list[str], seeds: int,
+             workers: list[int], ray_workers: list[int], results: Path | None = None,
+             overheads: dict[str, float] | None = None) -> dict:
+    """The whole estimate as a JSON-able dict (the report's content)."""
+    overheads = overheads or {}
+    costs = pair_costs(m, algos, domains)
+    prep = preparation(m, domains, results)
+    plans = [plan_domain(d, algos, conditions, seeds, costs, m, prep[d], preset, m.na) for d in domains]
+    guess = unseen_pool_parts(m, domains, conditions)
+    likely = [plan_domain(d, algos, conditions, seeds, costs, m, prep[d], preset, m.na | guess) for d in domains]
+    return {
+        "preset": preset, "measured_preset": MEASURED_PRESET, "extrapolated": preset != MEASURED_PRESET,
+        "grid": {"algorithms": algos, "domains": domains, "conditions": conditions, "seeds": seeds,
+                 "cells": len(algos) * len(domains) * len(conditions) * seeds},
+        "inputs": {"stores": m.stores, "known_na_rules": sorted("/".join(k) for k in m.na),
+                   "overhead_per_cell_s": overheads},
+        "domains": [domain_row(p) for p in plans],
+        "pairs": [pair_row(a, d, c, next(p for p in plans if p.name == d)) for (a, d), c in sorted(costs.items())],
+        **walls(plans, workers, ray_workers, overheads),
+        "if_unseen_pool_parts_na": {"rules": sorted("/".join(k) for k in guess),
+                                    "na_cells": sum(p.na_cells for p in likely),
+                                    "serial_total_s": sum(p.total_s for p in likely),
+                                    **walls(likely, workers, ray_workers, overheads)},
+    }
+
+
+def domain_row(p: DomainPlan) -> dict:
+    return {"domain": p.name, "cells": len(p.cells) + p.na_cells, "runnable_cells": len(p.cells),
+            "na_cells": p.na_cells, "pairs": p.pairs, "preparation_s": p.prep_s, "preparation_source": p.prep_source,
+            "cache_load_s": p.load_s, "median_cell_s": p.median_cell_s, "total_s": p.total_s, "scale": p.ratios}
+
+
+def pair_row(algo: str, domain: str, c: Cost, p: DomainPlan) -> dict:
+    return {"algo": algo, "domain": domain, "train_s": c.train_s, "rest_s": c.rest_s,
+            "cell_s": c.train_s * p.ratios["train"] + c.rest_s * p.ratios["rest"], "measured_cells": c.cells,
+            "imputed": c.imputed, "source": c.source, "torch_threads": c.threads}
+
+
+WHERE = {
+    "serial": ("1 machine, local executor", "once per domain"),
+    "machine_workers": ("1 machine with W cores, process executor", "once per domain, shared"),
+    "ray_shared_cache": ("Ray, N workers, shared cache", "once per domain; each worker loads it"),
+    "ray_no_shared_cache": ("Ray, N one-worker nodes, no shared cache", "each node builds every domain"),
+}
+
+
+def wall_table(res: dict) -> list[str]:
+    lines = ["| where | workers | overhead s/cell | wall h | bound h | wall h, unseen pool parts n/a | preparation |",
+             "|---|---|---|---|---|---|---|"]
+    likely = res["if_unseen_pool_parts_na"]
+    for key, (label, where) in WHERE.items():
+        rows = res[key] if isinstance(res[key], list) else [res[key]]
+        alt = likely[key] if isinstance(likely[key], list) else [likely[key]]
+        lines += [f"| {label} | {r['workers']} | {r['overhead_per_cell_s']:.2f} | {r['estimate_s'] / HOUR:.1f} | "
+                  f"{r['bound_s'] / HOUR:.1f} | {a['estimate_s'] / HOUR:.1f} | {where} |" for r, a in zip(rows, alt)]
+    return lines
+
+
+def markdown(res: dict) -> str:
+    g, mach = res["grid"], res["machine"]
+    load = ", ".join(f"{x:.2f}" for x in mach["load_average_at_start"])
+    kind = ("**an extrapolation from quick cells, not a measurement** (budgets and evaluation sizes scaled; "
+            "larger models not modelled: low)" if res["extrapolated"] else "estimated from measured quick cells")
+    lines = [f"# Cost of the full grid, {res['preset']} preset", "",
+             f"{len(g['algorithms'])} algorithms × {len(g['domains'])} domains × {len(g['conditions'])} conditions × "
+             f"{g['seeds']} seeds = {g['cells']} cells, {kind}. Estimated on {mach['platform']}, {mach['cpus']} CPUs, "
+             f"torch {mach['torch']} ({mach['torch_threads']} threads), load average {load} at start.", "",
+             "| domain | cells (runnable / n/a) | pairs measured / imputed / n/a | preparation s | median cell s "
+             "| domain total h |", "|---|---|---|---|---|---|"]
+    for d in res["domains"]:
+        pr = d["pairs"]
+        lines.append(f"| {d['domain']} | {d['cells']} ({d['runnable_cells']} / {d['na_cells']}) | {pr['measured']} / "
+                     f"{pr['imputed']} / {pr['n/a']} | {d['preparation_s']:.0f} | {d['median_cell_s']:.1f} | "
+                     f"{d['total_s'] / HOUR:.2f} |")
+    lines.append(f"| **all** | {g['cells']} | | {sum(d['preparation_s'] for d in res['domains']):.0f} | | "
+                 f"**{sum(d['total_s'] for d in res['domains']) / HOUR:.1f}** |")
+    lines += ["", *wall_table(res)]
+    return "\n".join(lines + notes(res)) + "\n"
+
+
+def notes(res: dict) -> list[str]:
+    imputed: dict[str, list[str]] = defaultdict(list)
+    for p in res["pairs"]:
+        if p["imputed"]:
+            imputed[p["domain"]].append(p["algo"])
+    threads = sorted({t for p in res["pairs"] for t in p["torch_threads"]})
+    out = ["", "Imputed (algorithm, domain) pairs (never measured; n/a pairs included where not known n/a):", ""]
+    out += [f"- {d}: {', '.join(a)}" for d, a in sorted(imputed.items())] or ["- none"]
+    out += ["", "Preparation: " + "; ".join(f"{d['domain']} {d['preparation_source']}" for d in res["domains"]) + ".",
+            "", f"Measured cells ran with {threads} torch thread(s); no scaling by threads is applied. Known n/a "
+            f"rules: {', '.join(res['inputs']['known_na_rules']) or 'none'}; every other cell counts as runnable "
+            "(capability requirements are not derived without preparing the domains): an upper bound. Wall = "
+            "preparations longest-first on the workers + per-worker cache loads (or builds) + max(Σ cells / W, "
+            "longest cell); bound = the sum instead of the max. \"Unseen pool parts n/a\": the conditions that keep a "
+            "named part of the offline pool counted n/a on the domains where no store holds a cell of them ("
+            f"{len(res['if_unseen_pool_parts_na']['rules'])} (domain, condition) pairs, "
+            f"{res['if_unseen_pool_parts_na']['na_cells']} n/a cells): likely, not known. Method: the docstring "
+            "of benchmarks/grid_cost.py.",
+            "", "Stores read: " + "; ".join(f"{s['path']} ({s[f'{MEASURED_PRESET}_cells_used']} cells used)"
+                                            for s in res["inputs"]["stores"]) + "."]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the command
+# ---------------------------------------------------------------------------------------------
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def _names(text: str, everything: list[str], kind: str) -> list[str]:
+    names = everything if text.strip() == "all" else [x.strip() for x in text.split(",") if x.strip()]
+    unknown = [n for n in names if n not in everything]
+    if unknown:
+        raise SystemExit(f"unknown {kind} {', '.join(unknown)}: valid ones are {', '.join(everything)}")
+    return names
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    here = Path(__file__).resolve().parent / "results"
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--store", type=Path, action="append", default=[], help="a store with measured cells (repeat)")
+    ap.add_argument("--preset", choices=["quick", "standard"], default="quick")
+    ap.add_argument("--algos", default="all")
+    ap.add_argument("--domains", default="all")
+    ap.add_argument("--conditions", default="all", help="'all' (every registered condition) or a comma list")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--workers", type=_ints, default=[1, 2, 4, 8, 16], help="cores of one machine (process)")
+    ap.add_argument("--ray-workers", type=_ints, default=[1, 4, 16, 64])
+    ap.add_argument("--results", type=Path, default=here, help="per-domain reports and scale_out_quick.json")
+    ap.add_argument("--out", type=Path, default=here)
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    mach = machine()  # the load average before this process reads anything
+    m = Measured()
+    for path in dict.fromkeys(p.resolve() for p in args.store or [default_store_path()]):
+        read_store(path, m)
+    res = estimate(m, preset=args.preset, algos=_names(args.algos, ALGORITHMS.names(), "algorithm"),
+                   domains=_names(args.domains, DOMAINS.names(), "domain"),
+                   conditions=_names(args.conditions, list(CONDITIONS), "condition"), seeds=args.seeds,
+                   workers=args.workers, ray_workers=args.ray_workers, results=args.results,
+                   overheads=executor_overheads(args.results / "scale_out_quick.json"))
+    res["machine"] = mach
+    text = markdown(res)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"grid_cost_{args.preset}.json").write_text(json.dumps(res, indent=2) + "\n")
+    (args.out / f"grid_cost_{args.preset}.md").write_text(text)
+    sys.stdout.write(text)
+    return res
+
+
+if __name__ == "__main__":
+    main()

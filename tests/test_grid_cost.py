@@ -1,0 +1,128 @@
+"""``benchmarks/grid_cost.py``: the estimator's arithmetic on a small synthetic store (issue #19)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmark.registry import DOMAINS
+from benchmark.runner import CellRequest, new_record, resolve
+from benchmark.store import Store
+
+SCRIPT = Path(__file__).parents[1] / "benchmarks" / "grid_cost.py"
+GRID = {"algos": ["dpo", "sft", "marlhf"], "domains": ["text", "image"], "conditions": ["default", "noisy-labels"],
+        "seeds": 2}
+
+
+@pytest.fixture(scope="module")
+def gc():
+    spec = importlib.util.spec_from_file_location("grid_cost", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve their module
+    spec.loader.exec_module(module)
+    return module
+
+
+def put(store: Store, algo: str, domain: str, seed: int, train: float = 0.0, rest: float = 0.0, *,
+        prep: float = 0.0, prepared: bool = False, status: str = "done", reason: str | None = None,
+        budget: tuple[str, ...] = ()) -> None:
+    rec = new_record(resolve(CellRequest(algo, domain, "default", seed=seed, preset="quick", budget_sets=budget)),
+                     status=status, reason=reason)
+    if status == "done":
+        rec.timings = {"prepare_s": prep, "prepared_now": float(prepared), "train_s": train, "eval_s": rest,
+                       "total_s": prep + train + rest}
+    store.put(rec)
+
+
+@pytest.fixture()
+def inputs(tmp_path: Path) -> tuple[Path, Path]:
+    """A store (text: dpo and sft measured, marlhf n/a; image: dpo measured) and a results folder
+    whose image report gives the image preparation (230 s first run − 30 s cached = 200 s)."""
+    path = tmp_path / "s.sqlite"
+    with Store(path) as store:
+        put(store, "dpo", "text", 0, 10.0, 2.0, prep=60.0, prepared=True)
+        put(store, "dpo", "text", 1, 12.0, 2.0, prep=0.5)
+        put(store, "dpo", "text", 2, 14.0, 2.0)
+        put(store, "sft", "text", 0, 4.0, 2.0)
+        put(store, "sft", "text", 1, 4.0, 2.0)
+        put(store, "dpo", "image", 0, 30.0, 10.0)
+        put(store, "dpo", "image", 1, 30.0, 10.0)
+        put(store, "sft", "image", 0, 999.0, 999.0, budget=("steps=5",))  # another budget: not a quick cell
+        put(store, "marlhf", "text", 0, status="na", reason="domain text lacks capability:agents")
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "image_quick.json").write_text(json.dumps({"first_run_s": 230.0, "cached_run_s": 30.0}))
+    return path, results
+
+
+def run(gc, inputs: tuple[Path, Path], preset: str = "quick", overheads: dict | None = None) -> dict:
+    m = gc.Measured()
+    gc.read_store(inputs[0], m)
+    return gc.estimate(m, preset=preset, workers=[1, 2], ray_workers=[4], results=inputs[1],
+                       overheads=overheads, **GRID)
+
+
+def test_medians_imputation_and_domain_totals(gc, inputs: tuple[Path, Path]) -> None:
+    res = run(gc, inputs)
+    pairs = {(p["algo"], p["domain"]): p for p in res["pairs"]}
+    assert (pairs["dpo", "text"]["train_s"], pairs["dpo", "text"]["rest_s"]) == pytest.approx((12.0, 2.0))
+    assert pairs["dpo", "text"]["measured_cells"] == 3 and not pairs["dpo", "text"]["imputed"]
+    # sft never ran on image: its text training × image/text training ratio of dpo (30 / 12), the image's rest
+    assert pairs["sft", "image"]["imputed"] and pairs["sft", "image"]["source"].startswith("imputed: sft on text")
+    assert pairs["sft", "image"]["cell_s"] == pytest.approx(4.0 * 30.0 / 12.0 + 10.0)
+    assert pairs["marlhf", "image"]["source"] == "imputed: domain median"
+    assert pairs["marlhf", "image"]["cell_s"] == pytest.approx(40.0)
+    text, image = res["domains"]
+    assert text["pairs"] == {"measured": 2, "imputed": 0, "n/a": 1} and text["na_cells"] == 4
+    assert image["pairs"] == {"measured": 1, "imputed": 2, "n/a": 0} and image["runnable_cells"] == 12
+    assert (text["preparation_s"], image["preparation_s"], text["cache_load_s"]) == pytest.approx((60.0, 200.0, 0.5))
+    assert image["preparation_source"] == "image_quick.json: first run − cached run"
+    assert text["median_cell_s"] == pytest.approx((6.0 + 14.0) / 2)
+    # text: 60 prep + 4 × 14 (dpo) + 4 × 6 (sft) + 4 n/a lookups × 0.5; image: 200 + 4 × (40 + 20 + 40)
+    assert (text["total_s"], image["total_s"]) == pytest.approx((142.0, 600.0))
+
+
+def test_wall_time_on_workers_and_ray(gc, inputs: tuple[Path, Path]) -> None:
+    res = run(gc, inputs)
+    cells = 4 * 14 + 4 * 6 + 4 * 0.5 + 4 * (40 + 20 + 40)  # 482 s of cells (n/a: a cache lookup each)
+    assert res["serial"]["estimate_s"] == pytest.approx(260.0 + 0.5 + cells)  # preps + loads + cells
+    two = res["machine_workers"][1]
+    assert two["prep_phase_s"] == pytest.approx(200.0)  # the two preparations side by side
+    assert two["estimate_s"] == pytest.approx(200.0 + 0.5 + cells / 2)
+    assert two["bound_s"] == pytest.approx(two["estimate_s"] + 40.0)  # + the longest cell
+    res = run(gc, inputs, overheads={"ray": 1.0})
+    shared, rebuilt = res["ray_shared_cache"][0], res["ray_no_shared_cache"][0]
+    assert shared["estimate_s"] == pytest.approx(200.0 + 0.5 + (cells + 24 * 1.0) / 4)
+    assert rebuilt["estimate_s"] == pytest.approx(200.0 + 260.0 + (cells + 24 * 1.0) / 4)  # each node builds both
+    assert shared["longest_cell_s"] == pytest.approx(41.0)
+    assert gc.longest_first([5.0, 4.0, 3.0, 3.0], 2) == pytest.approx(8.0)
+    m = gc.Measured()
+    gc.read_store(inputs[0], m)
+    assert gc.unseen_pool_parts(m, ["text"], ["pure-expert", "default"]) == {("*", "text", "pure-expert")}
+
+
+def test_standard_scales_the_quick_costs_by_budgets_and_evaluation(gc, inputs: tuple[Path, Path]) -> None:
+    res = run(gc, inputs, preset="standard")
+    cls = DOMAINS.get("text")
+    q, s = cls.budget("quick"), cls.budget("standard")
+    cq, cs = cls.config("quick"), cls.config("standard")
+    train = s.steps * s.batch_size / (q.steps * q.batch_size)
+    rest = cs.eval_contexts * cs.eval_samples / (cq.eval_contexts * cq.eval_samples)
+    pairs = {(p["algo"], p["domain"]): p for p in res["pairs"]}
+    assert res["extrapolated"] and pairs["dpo", "text"]["cell_s"] == pytest.approx(12.0 * train + 2.0 * rest)
+    assert res["domains"][0]["preparation_s"] == pytest.approx(60.0 * max(1.0, cs.sft_steps / cq.sft_steps))
+
+
+def test_the_command_writes_json_and_markdown(gc, inputs: tuple[Path, Path], tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    gc.main(["--store", str(inputs[0]), "--algos", "dpo,sft,marlhf", "--domains", "text,image", "--conditions",
+             "default,noisy-labels", "--seeds", "2", "--workers", "1,2", "--ray-workers", "4", "--results",
+             str(inputs[1]), "--out", str(out)])
+    res = json.loads((out / "grid_cost_quick.json").read_text())
+    md = (out / "grid_cost_quick.md").read_text()
+    assert res["grid"]["cells"] == 3 * 2 * 2 * 2 and res["machine"]["cpus"] >= 1
+    assert "- image: marlhf, sft" in md and "| **all** | 24 |" in md and str(inputs[0].resolve()) in md
