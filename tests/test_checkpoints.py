@@ -15,6 +15,9 @@ from benchmark.store import Store
 VOLATILE = {"wall_s"}
 
 
+STEPS = ("steps=24",)  # a smoke cell with enough steps to be probed during training
+
+
 def _run(algo: str, domain: str, home, cache, **kw):
     return run_cell(resolve(CellRequest(algo, domain, preset="smoke", **kw)), store=Store(home / "s.sqlite"),
                     cache=cache, home=home)
@@ -22,17 +25,17 @@ def _run(algo: str, domain: str, home, cache, **kw):
 
 def test_checkpoint_steps() -> None:
     assert checkpoints.checkpoint_steps(400) == {50, 100, 200, 300}
-    assert checkpoints.checkpoint_steps(6) == {3}  # a smoke budget: one probe in the middle
-    assert checkpoints.checkpoint_steps(1) == set()
+    assert checkpoints.checkpoint_steps(24) == {3, 6, 12, 18}
+    assert checkpoints.checkpoint_steps(6) == set()  # a smoke budget: the final policy only
 
 
 @pytest.mark.parametrize("domain", ["text", "robot"])
 def test_the_curve_is_stored_in_step_order_and_ends_at_the_final_policy(domain: str, home, cache) -> None:
-    rec = _run("dpo", domain, home, cache)
+    rec = _run("dpo", domain, home, cache, budget_sets=STEPS)
     assert rec.status == "done", rec.reason
     gains, kls = rec.curves["checkpoint/gold_gain"], rec.curves["checkpoint/kl"]
     steps = [s for s, _ in gains]
-    assert steps == sorted(set(steps)) and len(steps) == 2, "the middle probe, then the final policy"
+    assert steps == [3, 6, 12, 18, 24], "four probes in training, then the final policy"
     assert [s for s, _ in kls] == steps and steps[-1] == rec.train_steps
     best = max(v for _, v in gains)
     assert rec.metrics["oracle_peek/best_checkpoint_gold_gain"] == best
@@ -42,15 +45,17 @@ def test_the_curve_is_stored_in_step_order_and_ends_at_the_final_policy(domain: 
 def test_probing_changes_nothing_in_training(home, cache, monkeypatch) -> None:
     """Same cell with and without the mid-training probe: identical metrics (the probe samples a copy,
     unmetered, and restores the global RNG)."""
-    with_probe = _run("rlhf", "text", home, cache)
+    with_probe = _run("rlhf", "text", home, cache, budget_sets=STEPS)
     monkeypatch.setattr(checkpoints, "checkpoint_steps", lambda total: set())
-    without = run_cell(resolve(CellRequest("rlhf", "text", preset="smoke")), store=Store(home / "other.sqlite"),
-                       cache=cache, home=home)
+    without = run_cell(resolve(CellRequest("rlhf", "text", preset="smoke", budget_sets=STEPS)),
+                       store=Store(home / "other.sqlite"), cache=cache, home=home)
     drop = VOLATILE | {k for k in with_probe.metrics if k.startswith("oracle_peek/")}
     assert {k: v for k, v in with_probe.metrics.items() if k not in drop} == {
         k: v for k, v in without.metrics.items() if k not in drop}
     assert with_probe.online_samples == without.online_samples, "probe samples are never charged to the cell"
-    assert len(with_probe.curves["checkpoint/kl"]) == 2 and len(without.curves["checkpoint/kl"]) == 1
+    # rlhf builds its policy only after its reward model: the probes at steps 3 and 6 find none yet
+    assert [s for s, _ in with_probe.curves["checkpoint/kl"]] == [12, 18, 24]
+    assert [s for s, _ in without.curves["checkpoint/kl"]] == [24]
 
 
 def test_the_reference_sits_at_the_origin(home, cache) -> None:
@@ -60,7 +65,7 @@ def test_the_reference_sits_at_the_origin(home, cache) -> None:
 
 
 def test_bench_show_and_the_page_show_the_curve(home, cache) -> None:
-    rec = _run("dpo", "robot", home, cache)
+    rec = _run("dpo", "robot", home, cache, budget_sets=STEPS)
     env = {**os.environ, "PREFBENCH_HOME": str(home), "COLUMNS": "200"}
     png = home / "curve.png"
     out = subprocess.run([sys.executable, "-m", "benchmark.cli", "show", rec.run_id, "--store", str(home / "s.sqlite"),
