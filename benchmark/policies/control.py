@@ -18,7 +18,9 @@ clipped action would misstate the probability of the clipped mass, e.g. in KL es
 from __future__ import annotations
 
 import abc
+import hashlib
 import math
+from collections import OrderedDict
 from typing import Any
 
 import torch
@@ -80,6 +82,36 @@ class SealedSimulator(Simulator):
             raise PermissionError("a sealed simulator rolls out only inside Policy.sample, which charges the "
                                   "online-sample budget: call policy.sample(...) or ctx.sample(...)")
         return opened(self._handle).rollout(contexts, act, forced=forced)
+
+
+class ReplayMemo:
+    """Memoised replays of (context, sample) rows in a simulator: an oracle's gold, per-step rewards
+    and metrics of the same samples replay once. ``replay(contexts, samples)`` returns a tuple of
+    per-sample tensors; a row's key hashes its ``context_fields`` and its ``actions`` and ``mask``."""
+
+    def __init__(self, replay: Any, context_fields: tuple[str, ...], limit: int = 50_000):
+        self.replay, self.fields, self.limit = replay, context_fields, limit
+        self._cache: OrderedDict[bytes, tuple[Tensor, ...]] = OrderedDict()
+
+    def _key(self, contexts: Contexts, samples: Samples, i: int) -> bytes:
+        h = hashlib.sha1()
+        for t in (*(contexts.tensors[f][i] for f in self.fields), samples.actions[i], samples.mask[i]):
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+        return h.digest()
+
+    def __call__(self, contexts: Contexts, samples: Samples) -> tuple[Tensor, ...]:
+        keys = [self._key(contexts, samples, i) for i in range(len(samples))]
+        todo = [i for i, k in enumerate(keys) if k not in self._cache]
+        if todo:
+            self.remember(contexts[todo], samples[todo], *self.replay(contexts[todo], samples[todo]))
+        return tuple(torch.stack([self._cache[k][j] for k in keys]) for j in range(len(self._cache[keys[0]])))
+
+    def remember(self, contexts: Contexts, samples: Samples, *values: Tensor) -> None:
+        """Store replayed (or recorded) values of these rows."""
+        for i in range(len(samples)):
+            self._cache[self._key(contexts, samples, i)] = tuple(v[i] for v in values)
+            if len(self._cache) > self.limit:
+                self._cache.popitem(last=False)
 
 
 class SimulatorPolicy(Policy):

@@ -42,7 +42,7 @@ from torch import Tensor
 from benchmark.api import Batch, Budget, Contexts, DomainSpec, Policy, Samples
 from benchmark.domain import Domain, DomainConfig, OfflinePool, Oracle
 from benchmark.errors import UserError
-from benchmark.policies.control import SealedSimulator
+from benchmark.policies.control import ReplayMemo, SealedSimulator
 from benchmark.policies.multiagent import AgentCategoricalPolicy, AgentStepScorer, agent_transitions
 from benchmark.preparation import FitConfig, clone_state, fit
 from benchmark.progress import Progress
@@ -111,10 +111,19 @@ class MultiAgentOracle(Oracle):
         self.anchors = anchors.double()  # [scenarios, 2]: random, expert team return
         self.scale = 100.0 / (self.anchors[:, 1] - self.anchors[:, 0]).clamp_min(1e-6)
         self.weights = torch.tensor([1.0])
+        self._memo = ReplayMemo(sim.replay, ("task", "sim_state", "horizon"))
+
+    def replay(self, contexts: Contexts, samples: Samples) -> tuple[Tensor, Tensor]:
+        """Team rewards ``[B, T]`` and per-learner rewards ``[B, T, N]`` (memoised: gold, step rewards
+        and metrics of the same samples replay once)."""
+        if not len(samples):
+            return self.sim.replay(contexts, samples)
+        team, per = self._memo(contexts, samples)
+        return team, per
 
     def step_rewards(self, contexts: Contexts, samples: Samples) -> Tensor:
         """scale · (r_t − R_random / H) per step: a full episode sums to its normalized team return."""
-        return self.scaled(contexts, samples.mask, self.sim.replay(contexts, samples)[0])
+        return self.scaled(contexts, samples.mask, self.replay(contexts, samples)[0])
 
     def scaled(self, contexts: Contexts, mask: Tensor, rewards: Tensor) -> Tensor:
         """Per-step team rewards ``[B, T]`` on the gold scale (see :meth:`step_rewards`)."""
@@ -130,7 +139,7 @@ class MultiAgentOracle(Oracle):
         return 100 * (team_return.double() - lo) / (hi - lo).clamp_min(1e-6)
 
     def metrics(self, contexts: Contexts, samples: Samples, num: int) -> dict[str, float]:
-        r, per = self.sim.replay(contexts, samples)
+        r, per = self.replay(contexts, samples)
         task = contexts.task.cpu()
         ret = r.sum(-1)
         norm = self.normalized(task, ret)

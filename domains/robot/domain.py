@@ -29,9 +29,7 @@ Ours: the task set, horizons, noise levels and dataset sizes (see ``RobotConfig`
 
 from __future__ import annotations
 
-import hashlib
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +41,7 @@ from benchmark.api import Batch, Budget, Contexts, DomainSpec, Samples
 from benchmark.domain import Domain, DomainConfig, OfflinePool, Oracle
 from benchmark.policies.control import (
     ACTION_LIMIT,
+    ReplayMemo,
     SealedSimulator,
     SegmentScorer,
     TanhGaussianPolicy,
@@ -113,35 +112,19 @@ class RobotOracle(Oracle):
         self.scale = scale.double()  # [n_tasks]
         self.anchors = anchors.double()  # [n_tasks, 2]: random, expert return
         self.weights = torch.tensor([1.0])
-        self._cache: OrderedDict[bytes, tuple[Tensor, Tensor]] = OrderedDict()
-
-    @staticmethod
-    def _key(contexts: Contexts, samples: Samples, i: int) -> bytes:
-        h = hashlib.sha1()
-        for t in (contexts.task[i], contexts.rand_vec[i], contexts.sim_state[i], contexts.t[i], samples.actions[i],
-                  samples.mask[i]):
-            h.update(t.detach().cpu().contiguous().numpy().tobytes())
-        return h.digest()
+        self._memo = ReplayMemo(sim.replay, ("task", "rand_vec", "sim_state", "t"))
 
     def replay(self, contexts: Contexts, samples: Samples) -> tuple[Tensor, Tensor]:
         """Per-step true rewards ``[B, T]`` and success ``[B, T]`` (memoised: gold, step rewards
         and metrics of the same samples replay once)."""
-        keys = [self._key(contexts, samples, i) for i in range(len(samples))]
-        todo = [i for i, k in enumerate(keys) if k not in self._cache]
-        if todo:
-            r, s = self.sim.replay(contexts[todo], samples[todo])
-            for j, i in enumerate(todo):
-                self._cache[keys[i]] = (r[j], s[j])
-                if len(self._cache) > 50_000:
-                    self._cache.popitem(last=False)
-        rewards = torch.stack([self._cache[k][0] for k in keys])
-        success = torch.stack([self._cache[k][1] for k in keys])
+        if not len(samples):
+            return self.sim.replay(contexts, samples)
+        rewards, success = self._memo(contexts, samples)
         return rewards, success
 
     def remember(self, contexts: Contexts, samples: Samples, rewards: Tensor, success: Tensor) -> None:
         """Seed the memo with rewards recorded while rolling out (the domain's own rollouts)."""
-        for i in range(len(samples)):
-            self._cache[self._key(contexts, samples, i)] = (rewards[i], success[i])
+        self._memo.remember(contexts, samples, rewards, success)
 
     def step_rewards(self, contexts: Contexts, samples: Samples) -> Tensor:
         r, _ = self.replay(contexts, samples)
