@@ -35,6 +35,7 @@ import torch
 from benchmark.api import Policy
 from benchmark.data import stable_seed
 from benchmark.domain import Domain
+from benchmark.evaluation import log_probs_chunked
 from benchmark.objectives import kl_k1
 
 FRACTIONS = (0.125, 0.25, 0.5, 0.75)
@@ -76,16 +77,10 @@ class CheckpointProbe:
             self._reference_gold = self._gold(self.domain.reference)[0]
         gold, samples = self._gold(policy)
         noise_gen = torch.Generator().manual_seed(self.seed + 1)
-        noise = policy.draw_noise(self.contexts, samples, generator=noise_gen)
-        if self.exact:
-            lp = policy.step_log_prob(self.contexts, samples, noise=noise)[0].sum(-1)
-            lr = self.domain.reference.step_log_prob(self.contexts, samples, noise=noise)[0].sum(-1)
-            divergence = float(kl_k1(lp.double().cpu(), lr.double().cpu()).mean())
-        else:
-            lp = policy.log_prob(self.contexts, samples, noise=noise)
-            lr = self.domain.reference.log_prob(self.contexts, samples, noise=noise)
-            divergence = float((lp.double().cpu() - lr.double().cpu()).mean())
-        return float((gold - self._reference_gold).mean()), divergence
+        lp, lr = log_probs_chunked(policy, self.domain.reference, self.contexts, samples, noise_gen,
+                                   PROBE_CONTEXTS, self.exact)
+        divergence = kl_k1(lp.double(), lr.double()) if self.exact else lp.double() - lr.double()
+        return float((gold - self._reference_gold).mean()), float(divergence.mean())
 
     def probe(self, policy: Policy) -> tuple[float, float]:
         """:meth:`measure` on a metered-free copy, in a fresh context, with the global RNG restored."""

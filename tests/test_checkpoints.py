@@ -80,3 +80,15 @@ def test_bench_show_and_the_page_show_the_curve(home, cache) -> None:
     page = next(site.rglob("*.html")).read_text()
     assert "overoptimisation_robot.png" in page
     assert (next(site.rglob("overoptimisation_robot.png"))).stat().st_size > 1000
+
+
+def test_the_probe_measures_in_the_right_direction(cache) -> None:
+    """The reference is at (0, 0); its best of 4 under the oracle gains gold, its worst of 4 loses it;
+    a perturbed copy is away from the reference in KL."""
+    from tests.test_evaluation import SelectedOfK, _perturbed, _prepare
+
+    domain, _ = _prepare("text", cache)  # 16 probe contexts (robot's smoke split has 4: too noisy)
+    probe = checkpoints.CheckpointProbe(domain, seed=0)
+    assert probe.measure(domain.make_policy()) == (0.0, 0.0)
+    assert probe.measure(SelectedOfK(domain, 4))[0] > 0 > probe.measure(SelectedOfK(domain, 4, worst=True))[0]
+    assert probe.measure(_perturbed(domain, 0.5))[1] > 0
