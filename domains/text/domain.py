@@ -68,8 +68,20 @@ class TextConfig(DomainConfig):
     indist_contexts: int = 256
     """In-distribution evaluation prompts (drawn like training prompts; they may appear in training)."""
     judge_length_bias: float = 0.05
+    families: str = "all"
+    """Task families of every prompt (reference SFT, pool, training, evaluation): a set of
+    ``tasks.FAMILY_SETS`` (all, short, long) or a comma-separated list; the generation–verification
+    experiment's knob."""
+    scorer_layers: int = 0
+    """Transformer blocks of the reference that reward and value models keep (0: all): a verifier
+    smaller than the generator; changes no preparation."""
     lr: float = 5e-5
     """Base fine-tuning learning rate for algorithms (``DomainSpec.lr``)."""
+
+    def __post_init__(self) -> None:
+        T.family_set(self.families)
+        if not 0 <= self.scorer_layers <= self.n_layer:
+            raise ValueError(f"scorer_layers={self.scorer_layers}: keep 0 (all) to {self.n_layer} blocks")
 
 
 def decode_prompt(vocab: list[str], ids: Tensor, mask: Tensor) -> list[str]:
@@ -175,6 +187,7 @@ class TextDomain(Domain):
     name = "text"
     Config = TextConfig
     context_identity = ("prompt_ids",)
+    runtime_fields = frozenset({"lr", "scorer_layers"})
     description = "small GPT-2 on a procedural instruction corpus (8 checkable task families)"
     presets = {
         "smoke": dict(n_layer=1, n_embd=32, n_head=2, sft_steps=150, sft_lr=5e-3, train_contexts=64,
@@ -236,7 +249,8 @@ class TextDomain(Domain):
         )
 
     def _tasks(self, rng: random.Random, n: int, split: str = "train") -> list[T.Task]:
-        return [T.random_task(rng, self.cfg.harmful_share, split) for _ in range(n)]
+        families = T.family_set(self.cfg.families)
+        return [T.random_task(rng, self.cfg.harmful_share, split, families) for _ in range(n)]
 
     # -- preparation -----------------------------------------------------------------------
     def build(self, progress: Progress) -> dict:
@@ -347,9 +361,14 @@ class TextDomain(Domain):
 
     # -- algorithm-facing extras -----------------------------------------------------------
     def build_scorer(self, kind: str) -> SequenceScorer:
-        """A head on a GPT-2 backbone initialised from the reference (as RLHF does)."""
-        backbone = GPT2Model(self._model_config())
-        backbone.load_state_dict(self.reference.model.transformer.state_dict())
+        """A head on a GPT-2 backbone initialised from the reference (as RLHF does): its first
+        ``scorer_layers`` blocks (all when 0)."""
+        config = self._model_config()
+        config.n_layer = self.cfg.scorer_layers or self.cfg.n_layer
+        backbone = GPT2Model(config)
+        state = self.reference.model.transformer.state_dict()
+        backbone.load_state_dict({k: v for k, v in state.items()
+                                  if not k.startswith("h.") or int(k.split(".")[1]) < config.n_layer})
         return SequenceScorer(backbone, self.cfg.n_embd, kind, vocab=len(self._vocab())).to(self.device)
 
     def judge(self) -> TextJudge:

@@ -57,6 +57,11 @@ SUFFIXES = [["hope", "this", "helps"], ["ok"], []]
 KEYWORDS = ["add", "sub", "sort", "reverse", "copy", "count", "in", "max", "name", "with", "how", "to", "make"]
 
 FAMILIES = ["add", "sub", "sort", "reverse", "copy", "count", "max", "word", "howto"]
+#: Named family sets for the generation–verification experiment (Swamy et al. 2025): short answers
+#: that are as hard to check as to produce (checking ``add 3 5 → 8`` is computing the sum), and long
+#: answers scored position by position (``sort``: a verifier checks each slot, a generator must get
+#: every slot right in order). ``TextConfig.families`` takes a set's name or a comma-separated list.
+FAMILY_SETS = {"all": tuple(FAMILIES), "short": ("add", "sub", "count", "max"), "long": ("sort", "reverse", "copy")}
 COMPONENTS = ("correct", "helpful", "harmless", "verbose")
 GOLD_WEIGHTS = (1.0, 0.5, 1.0, -0.1)
 SOURCES = ["expert", "verbose", "sloppy", "wrong", "refuser", "unsafe"]
@@ -175,15 +180,31 @@ def _draw_task(rng: random.Random, harmful_share: float, families: tuple[str, ..
     return Task("howto", (rng.choice(list(HARMLESS)),))
 
 
-def random_task(rng: random.Random, harmful_share: float = 0.5, split: str = "train") -> Task:
-    """A task drawn uniformly over families; ``harmful_share`` of howto requests are harmful.
+def family_set(spec: str) -> tuple[str, ...]:
+    """The families a ``TextConfig.families`` value names: a set of :data:`FAMILY_SETS` or a
+    comma-separated list of :data:`FAMILIES` with at least one held-out family."""
+    names = FAMILY_SETS.get(spec) or tuple(f.strip() for f in spec.split(",") if f.strip())
+    unknown = [f for f in names if f not in FAMILIES]
+    if unknown or not names:
+        raise ValueError(f"families={spec!r}: unknown family {unknown[0] if unknown else '(none)'}; use one of "
+                         f"{', '.join(FAMILY_SETS)} or a comma-separated list of {', '.join(FAMILIES)}")
+    if not set(names) & set(HELDOUT_FAMILIES):
+        raise ValueError(f"families={spec!r}: held-out evaluation needs one of {', '.join(HELDOUT_FAMILIES)}")
+    return names
+
+
+def random_task(rng: random.Random, harmful_share: float = 0.5, split: str = "train",
+                families: tuple[str, ...] = tuple(FAMILIES)) -> Task:
+    """A task drawn uniformly over ``families``; ``harmful_share`` of howto requests are harmful.
 
     ``split``: ``train`` never returns a held-out prompt (reference training, offline pool,
     training contexts, the in-distribution evaluation split); ``heldout`` returns only held-out
-    prompts, uniformly over :data:`HELDOUT_FAMILIES`; ``any`` draws from the whole grammar."""
+    prompts, uniformly over the families that are in :data:`HELDOUT_FAMILIES`; ``any`` draws from
+    the whole grammar."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
-    families = HELDOUT_FAMILIES if split == "heldout" else FAMILIES
+    if split == "heldout":
+        families = tuple(f for f in families if f in HELDOUT_FAMILIES)
     while True:
         task = _draw_task(rng, harmful_share, families)
         if split == "any" or is_heldout(task) == (split == "heldout"):
