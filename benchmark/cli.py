@@ -502,7 +502,8 @@ def grid_cmd(
                                               "they run again, like interrupted ones).")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would run, run nothing.")] = False,
     claims: Annotated[bool, typer.Option("--claims", help="Run exactly the cells `bench report claims` needs "
-                                         "(instead of --algos × --domains × --conditions).")] = False,
+                                         "(instead of --algos × --domains × --conditions; --algos and --domains "
+                                         "narrow them).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars (one line per cell stays).")
                      ] = False,
 ) -> None:
@@ -558,7 +559,11 @@ def grid_cmd(
 
         if sets or domain_sets or budget_sets:
             fail("--claims runs the claims' own configurations: drop --set, --domain-set and --budget")
-        cells = claim_cells(all_claims(), preset, seed_list)
+        cells = [c for c in claim_cells(all_claims(), preset, seed_list)
+                 if c.request.algo in algo_names and c.request.domain in domain_names]
+        if not cells:
+            fail(f"--claims: no claim needs {', '.join(algo_names)} on {', '.join(domain_names)}; see `bench report "
+                 "claims`")
         algo_names = sorted({c.request.algo for c in cells})
         domain_names = sorted({c.request.domain for c in cells})
     st = _open_store(store)

@@ -67,6 +67,14 @@ class Claim:
     """A comparison shown for context, not the paper's own claim (never counted as reproduced/refuted)."""
     baseline_condition: str = ""
     """The baseline's condition when it differs (a claim about data: the same method on two datasets)."""
+    domain_sets: tuple[str, ...] = ()
+    """``--domain-set key=value`` overrides of both sides' domain config (an experiment's knob)."""
+    method_domain_sets: tuple[str, ...] = ()
+    """Further ``--domain-set`` overrides of the method's cells only: a knob the baseline never reads
+    (the reward model's size, for DPO), so its cells are shared across that knob."""
+
+    def domain_sets_of(self, which: str) -> tuple[str, ...]:
+        return self.domain_sets + (self.method_domain_sets if which == "method" else ())
 
     def side(self, which: str) -> tuple[str, tuple[str, ...]]:
         return (self.method, self.method_sets) if which == "method" else (self.baseline, self.baseline_sets)
@@ -189,9 +197,14 @@ SWEEPS: tuple[Sweep, ...] = (
 # ---------------------------------------------------------------------------------------------
 
 
-def all_claims(claims: Sequence[Claim] = CLAIMS, sweeps: Sequence[Sweep] = SWEEPS) -> list[Claim]:
-    """The claims and every level of every sweep, as claims (what the report evaluates)."""
-    return [*claims, *(s.claim_at(level) for s in sweeps for level in s.levels)]
+def all_claims(claims: Sequence[Claim] = CLAIMS, sweeps: Sequence[Sweep] = SWEEPS, grids: Sequence[Any] | None = None
+               ) -> list[Claim]:
+    """The claims, every level of every sweep and every cell of every two-knob experiment
+    (``leaderboard.gap``; None: all of them), as claims: what the report evaluates."""
+    if grids is None:
+        from leaderboard.gap import GAP_GRIDS as grids
+    levels = [s.claim_at(level) for s in sweeps for level in s.levels]
+    return [*claims, *levels, *(c for g in grids for c in g.claims())]
 
 
 def claim_cells(claims: Sequence[Claim], preset: str, seeds: Sequence[int]) -> list[Any]:
@@ -205,7 +218,8 @@ def claim_cells(claims: Sequence[Claim], preset: str, seeds: Sequence[int]) -> l
             for seed in seeds:
                 for which in ("method", "baseline"):
                     algo, sets = c.side(which)
-                    cell = resolve(CellRequest(algo, domain, c.condition_of(which), seed, preset, sets))
+                    cell = resolve(CellRequest(algo, domain, c.condition_of(which), seed, preset, sets,
+                                               c.domain_sets_of(which)))
                     if cell.run_id not in seen:
                         seen.add(cell.run_id)
                         cells.append(cell)
@@ -253,12 +267,12 @@ def verdict_of(diffs: Sequence[float], *, reps: int = 2000, seed: int = 0) -> tu
     return verdict, {"diff": st.mean, "t_interval": t, "boot_interval": boot}
 
 
-def _lookup(store: Any, cells: dict[tuple[str, str, tuple, str, int], Any], claim: Claim, which: str,
+def _lookup(store: Any, cells: dict[tuple[str, str, tuple, tuple, str, int], Any], claim: Claim, which: str,
             domain: str, seeds: Sequence[int]) -> dict[int, Any]:
     algo, sets = claim.side(which)
     out = {}
     for seed in seeds:
-        cell = cells[(algo, domain, sets, claim.condition_of(which), seed)]
+        cell = cells[(algo, domain, sets, claim.domain_sets_of(which), claim.condition_of(which), seed)]
         rec = store.get(cell.run_id)
         if rec is not None:
             out[seed] = rec
@@ -297,7 +311,7 @@ def _cell_index(claims: Sequence[Claim], preset: str, seeds: Sequence[int]) -> d
     cells = {}
     for cell in claim_cells(claims, preset, seeds):
         r = cell.request
-        cells[(r.algo, r.domain, tuple(r.sets), r.condition, r.seed)] = cell
+        cells[(r.algo, r.domain, tuple(r.sets), tuple(r.domain_sets), r.condition, r.seed)] = cell
     return cells
 
 
@@ -311,7 +325,7 @@ def evaluate(store: Any, preset: str, seeds: Sequence[int], claims: Sequence[Cla
 def evaluate_sweeps(store: Any, preset: str, seeds: Sequence[int], sweeps: Sequence[Sweep] = SWEEPS, *,
                     reps: int = 2000, seed: int = 0) -> list[SweepRow]:
     """Every sweep × domain."""
-    cells = _cell_index(all_claims((), sweeps), preset, seeds)
+    cells = _cell_index(all_claims((), sweeps, ()), preset, seeds)
     return [evaluate_sweep(store, cells, s, d, seeds, reps=reps, seed=seed) for s in sweeps for d in s.domains]
 
 
@@ -568,18 +582,24 @@ def claims_table(board: Any) -> Any:
 
 
 def report(store: Any, preset: str, seeds: Sequence[int], *, reps: int = 2000, img: Any = None) -> str:
-    """The whole report as Markdown: the claims, the coverage sweep and the raters' rank agreement;
-    with ``img`` (a directory) their plots are drawn there and linked as ``img/<name>.png``."""
+    """The whole report as Markdown: the claims, the coverage sweep, the generation–verification
+    grid and the raters' rank agreement; with ``img`` (a directory) their plots are drawn there and
+    linked as ``img/<name>.png``."""
+    from leaderboard.gap import evaluate_grids, grid_plot, grids_markdown
+
     text = to_markdown(evaluate(store, preset, seeds, reps=reps), store=str(store.path), preset=preset, seeds=seeds)
     sweeps = evaluate_sweeps(store, preset, seeds, reps=reps)
+    grids = evaluate_grids(store, preset, seeds, reps=reps)
     records = store.records(preset=preset)
     ranks = [rank_agreement(records, d, seeds, reps=reps) for d in sorted({r.domain for r in records})]
-    swept = ranked = False
+    swept = gridded = ranked = False
     if img is not None:
         img.mkdir(parents=True, exist_ok=True)
         swept = sweep_plot(sweeps, img / "coverage_sweep.png")
+        gridded = grid_plot(grids, img / "generation_verification.png")
         ranked = raters_plot(ranks, img / "raters_tau.png")
-    return (text + sweeps_markdown(sweeps, "img/coverage_sweep.png" if swept else None) + raters_markdown(ranks)
+    return (text + sweeps_markdown(sweeps, "img/coverage_sweep.png" if swept else None)
+            + grids_markdown(grids, "img/generation_verification.png" if gridded else None) + raters_markdown(ranks)
             + ("\n![Kendall τ per domain](img/raters_tau.png)\n" if ranked else ""))
 
 
