@@ -441,9 +441,7 @@ def raters_plot(rows: Sequence[RankRow], path: Any) -> bool:
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_ylim(-1.05, 1.05)
     ax.set_ylabel("Kendall τ: gold vs synthetic raters")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110, metadata={"Software": None})
-    plt.close(fig)
+    save_figure(fig, path)
     return True
 
 
@@ -459,6 +457,34 @@ def raters_markdown(rows: Sequence[RankRow]) -> str:
 # ---------------------------------------------------------------------------------------------
 # the report
 # ---------------------------------------------------------------------------------------------
+
+
+def save_figure(fig: Any, path: Any) -> None:
+    """``path`` (PNG) and the same name as SVG, reproducibly (the leaderboard's plot writer)."""
+    from pathlib import Path
+
+    from leaderboard.plots import _save
+
+    _save(fig, Path(path).parent, Path(path).stem)
+
+
+def experiment_plots(board: Any, out: Any) -> list[tuple[str, str]]:
+    """The report's experiments as the leaderboard page's plots, from the board's cells over its
+    seeds: (name, caption) of those with data."""
+    from leaderboard.gap import evaluate_grids, grid_plot
+
+    seeds = sorted({r.seed for r in board.records})
+    store, made = _Lookup(board.records), []
+    if sweep_plot(evaluate_sweeps(store, board.preset, seeds), out / "coverage_sweep.png"):
+        made.append(("coverage_sweep", f"{SWEEPS[0].paper}: {SWEEPS[0].claim} (mean and 95% t-interval over seeds)"))
+    grids = evaluate_grids(store, board.preset, seeds)
+    if grid_plot(grids, out / "generation_verification.png"):
+        made.append(("generation_verification", f"{grids[0].grid.paper}: {grids[0].grid.claim} (mean and 95% "
+                     "t-interval over seeds)"))
+    ranks = [rank_agreement(board.records, d, seeds) for d in board.domains]
+    if raters_plot(ranks, out / "raters_tau.png"):
+        made.append(("raters_tau", f"{RATERS_PAPER}: {RATERS_CLAIM} (bootstrap 95% over seeds)"))
+    return made
 
 
 def _num(v: float | None) -> str:
@@ -539,9 +565,7 @@ def sweep_plot(rows: Sequence[SweepRow], path: Any) -> bool:
     ax.set_xlabel(f"{sweep.condition} strength")
     ax.set_ylabel(f"{sweep.method} − {sweep.baseline}: {sweep.metric}")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110, metadata={"Software": None})
-    plt.close(fig)
+    save_figure(fig, path)
     return True
 
 
@@ -617,6 +641,7 @@ __all__ = [
     "claims_table",
     "evaluate",
     "evaluate_sweeps",
+    "experiment_plots",
     "rank_agreement",
     "raters_markdown",
     "report",

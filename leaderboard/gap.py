@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from leaderboard.claims import Claim, Row, _cell_index, _interval, _lookup, _num, evaluate_row, verdict_of
+from leaderboard.claims import Claim, Row, _cell_index, _interval, _lookup, _num, evaluate_row, save_figure, verdict_of
 
 Knob = tuple[str, tuple[str, ...]]
 
@@ -189,9 +189,7 @@ def grid_plot(rows: Sequence[GapRow], path: Any) -> bool:
     ax.set_xlabel(grid.row_title)
     ax.set_ylabel(f"{grid.method} − {grid.baseline}: {grid.metric}")
     ax.legend(fontsize=8, title=grid.column_title, title_fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110, metadata={"Software": None})
-    plt.close(fig)
+    save_figure(fig, path)
     return True
 
 

@@ -298,6 +298,8 @@ def make_plots(board: Board, aggs: list[Aggregate], out: Path) -> list[tuple[str
     """Write every plot under ``out`` (PNG + SVG); returns (name, caption) pairs in page order."""
     import matplotlib
 
+    from leaderboard.claims import experiment_plots
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -311,4 +313,5 @@ def make_plots(board: Board, aggs: list[Aggregate], out: Path) -> list[tuple[str
             made.append(frontier(board, d, out))
             made.append(overoptimisation(board, d, out))
         made.append(feedback(board, out))
+        made += experiment_plots(board, out)
     return [m for m in made if m is not None]

@@ -18,10 +18,11 @@ SEEDS = [0, 1, 2]
 
 
 def put(store: Store, algo: str, seed: int, score: float | None, *, status: str = "done", threads: int = 1,
-        reason: str | None = None, condition: str = "default") -> None:
-    rec = new_record(resolve(CellRequest(algo, "text", condition, seed=seed, preset="smoke")), status=status,
-                     reason=reason)
-    rec.metrics = {} if score is None else {"normalized_score": score}
+        reason: str | None = None, condition: str = "default", domain_sets: tuple[str, ...] = (),
+        **extra: float) -> None:
+    rec = new_record(resolve(CellRequest(algo, "text", condition, seed=seed, preset="smoke", domain_sets=domain_sets)),
+                     status=status, reason=reason)
+    rec.metrics = {} if score is None else {"normalized_score": score, **extra}
     rec.env = dict(rec.env, torch_threads=threads)
     store.put(rec)
 
@@ -170,3 +171,36 @@ def test_rank_agreement_of_synthetic_raters_and_the_gold(tmp_path: Path, sign: f
     assert f"| text | dpo, ipo, kto, reference, sft | {sign:.4g} |" in raters_markdown([row])
     assert raters_plot([row], tmp_path / "tau.png")
     assert rank_agreement(store.records(), "text", [0, 1, 2, 3]).verdict == "not run"  # seed 3 is missing
+
+
+def test_the_generation_verification_grid_reports_the_gap_per_cell_and_its_trend_per_column(tmp_path: Path) -> None:
+    """rlhf − dpo over task families × reward-model size: DPO's cells are shared across the RM knob
+    (it reads no reward model), and the verdict per column is on gap(long) − gap(short)."""
+    from leaderboard.aggregate import SCORE_VERSION, load_board
+    from leaderboard.claims import experiment_plots
+    from leaderboard.gap import GAP_GRIDS, evaluate_grids, grid_plot, grids_markdown
+
+    (grid,) = GAP_GRIDS
+    assert {c.run_id for c in claim_cells(grid.claims(), "smoke", SEEDS) if c.request.algo == "dpo"} == {
+        c.run_id for c in claim_cells(grid.claims()[::2], "smoke", SEEDS) if c.request.algo == "dpo"}
+    store = Store(tmp_path / "s.sqlite")
+    gaps = {"short": 1.0, "all": 3.0, "long": 6.0}
+    for (row, row_sets), (_col, col_sets) in [(r, c) for r in grid.rows for c in grid.columns]:
+        small = col_sets == ("scorer_layers=1",)
+        for seed in SEEDS:
+            put(store, "dpo", seed, 10.0, domain_sets=row_sets, accuracy=0.5, score_version=SCORE_VERSION)
+            put(store, "rlhf", seed, 10.0 + gaps[row] * (-1 if small else 1) + 0.1 * seed, score_version=SCORE_VERSION,
+                domain_sets=row_sets + col_sets, **{"train/rm_heldout_accuracy": 0.6 if small else 0.8})
+    small, large = evaluate_grids(store, "smoke", SEEDS)
+    assert [c.diff for c in large.cells] == pytest.approx([1.1, 3.1, 6.1])
+    assert large.verdict == "reproduced" and large.trend == pytest.approx(5.0)
+    assert small.verdict == "refuted" and small.trend == pytest.approx(-5.0)
+    assert small.method_diagnostic == pytest.approx([0.6] * 3) and large.baseline_diagnostic == pytest.approx([0.5] * 3)
+    md = grids_markdown([small, large], "img/g.png")
+    assert "| long | -5.9 [" in md and "| large RM (all blocks) | 5 |" in md and "| 0.5 |" in md
+    assert grid_plot([small, large], tmp_path / "g.png") and (tmp_path / "g.png").stat().st_size > 1000
+    made = experiment_plots(load_board(tmp_path / "s.sqlite", preset="smoke"), tmp_path / "img")
+    assert [name for name, _ in made] == ["generation_verification"]  # the page's plot; no sweep or raters cells
+    assert (tmp_path / "img" / "generation_verification.svg").exists()
+    put(store, "rlhf", 2, 0.0, domain_sets=("families=long", "scorer_layers=0"), status="failed")
+    assert evaluate_grids(store, "smoke", SEEDS)[1].verdict == "not run"
