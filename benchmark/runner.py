@@ -249,6 +249,8 @@ def make_instance(domain: Domain, condition: Condition, budget: Any, seed: int,
     runner's side of it and the offline data's statistics (stored with the cell)."""
     population = RaterPopulation.build(domain.oracle.weights, condition.raters)
     offline, data_stats = build_offline_data(domain.pool, domain.oracle.weights, population, condition, domain.name)
+    # passes over the offline pairs for a method that draws one batch of pairs per step (DPO's regime: 1-3)
+    data_stats["data/offline_epochs"] = budget.steps * budget.batch_size / max(data_stats.get("data/pairs", 0.0), 1.0)
     channel = RaterChannel(
         domain.oracle, population, condition.annotator, pool_scale(domain.pool, domain.oracle.weights, condition),
         budget=round(budget.feedback * condition.feedback_scale), seed=seed, device=device, invert=condition.invert,

@@ -158,3 +158,8 @@ def test_grid_runs_every_condition_from_the_cli(home) -> None:
     assert all("pool parts: none" in why for why in na.values())
     pairs = {c: json.loads(m)["data/pairs"] for c, m in got.items()}
     assert pairs["low-budget"] < pairs["default"]
+    from domains.text.domain import TextDomain
+
+    smoke = TextDomain.budget("smoke")  # passes over the pairs, stored per cell (issue #21)
+    epochs = {c: json.loads(m)["data/offline_epochs"] for c, m in got.items()}
+    assert epochs["default"] == pytest.approx(smoke.steps * smoke.batch_size / pairs["default"])

@@ -169,8 +169,10 @@ class MotionDomain(DiffusionDomain):
     budgets = {
         "smoke": Budget(steps=4, batch_size=8, online_samples=256, feedback=256),
         "quick": Budget(steps=150, batch_size=32, online_samples=4_096, feedback=2_048),
-        "standard": Budget(steps=1000, batch_size=64, online_samples=50_000, feedback=10_000),
-        "full": Budget(steps=4000, batch_size=64, online_samples=200_000, feedback=50_000),
+        # offline epochs = steps × batch ÷ (pool contexts × 3 pairs): quick ≈ 4, standard ≈ 3 and full ≈ 3
+        # (1,000 and 4,000 steps gave ≈ 21; Diffusion-DPO trained ≈ 5 epochs of Pick-a-Pic, DPO 1–3)
+        "standard": Budget(steps=150, batch_size=64, online_samples=50_000, feedback=10_000),
+        "full": Budget(steps=600, batch_size=64, online_samples=200_000, feedback=50_000),
     }
     sample_field, prediction, vocab_size = "motion", "sample", len(M.VOCAB)
     clip = 6.0

@@ -200,11 +200,14 @@ class TextDomain(Domain):
                      pool_contexts=16384, eval_contexts=1024, indist_contexts=1024, eval_samples=4, best_of=32,
                      lr=5e-5),
     }
+    # Offline epochs = steps × batch ÷ pairs (stored per cell as ``data/offline_epochs``); pairs ≈
+    # pool contexts × 2 × the distinct share (quick: 3,226 of 4,096). DPO's published regime is 1–3
+    # epochs: quick ≈ 3, standard ≈ 2 (1,500 steps gave ≈ 15 and collapsed, issue #21), full ≈ 2.
     budgets = {
         "smoke": Budget(steps=6, batch_size=16, online_samples=512, feedback=256),
         "quick": Budget(steps=300, batch_size=32, online_samples=20_000, feedback=4_096),
-        "standard": Budget(steps=1500, batch_size=64, online_samples=200_000, feedback=20_000),
-        "full": Budget(steps=5000, batch_size=64, online_samples=1_000_000, feedback=100_000),
+        "standard": Budget(steps=200, batch_size=64, online_samples=200_000, feedback=20_000),
+        "full": Budget(steps=800, batch_size=64, online_samples=1_000_000, feedback=100_000),
     }
     cfg: TextConfig
 
