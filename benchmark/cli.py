@@ -441,10 +441,10 @@ def _parse_seeds(spec: str) -> list[int]:
     return seeds
 
 
-def _cell_line(rec: Any, seconds: float, done: int, total: int) -> str:
+def _cell_line(rec: Any, seconds: float, done: int, total: int, overrides: str = "") -> str:
     from rich.markup import escape
 
-    label = escape(f"{rec.algo} × {rec.domain} [{rec.condition}, seed {rec.seed}]")
+    label = escape(f"{rec.algo}{overrides} × {rec.domain} [{rec.condition}, seed {rec.seed}]")
     head = f"[dim]{done:>{len(str(total))}}/{total}[/] "
     if rec.status == "done":
         m = rec.metrics
@@ -598,7 +598,7 @@ def grid_cmd(
             counter["n"] += 1
             overall.advance()
             took = time.perf_counter() - starts.get(cell.run_id, t0)
-            line = _cell_line(rec, took, counter["n"], len(todo))
+            line = _cell_line(rec, took, counter["n"], len(todo), cell.overrides)
             if cell.run_id not in starts:  # another process ran it while this grid waited
                 line += "  [dim](run by another process)[/]"
             console.print(line, highlight=False)

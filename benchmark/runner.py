@@ -73,9 +73,16 @@ class Cell:
     run_id: str = ""
 
     @property
+    def overrides(self) -> str:
+        """The request's ``--set``, ``--domain-set`` and ``--budget`` overrides, e.g. `` (k=8, families=short)``."""
+        r = self.request
+        parts = [*r.sets, *r.domain_sets, *(f"budget {b}" for b in r.budget_sets)]
+        return f" ({', '.join(parts)})" if parts else ""
+
+    @property
     def label(self) -> str:
         r = self.request
-        return f"{r.algo} × {r.domain} [{r.condition}, {r.preset}, seed {r.seed}]"
+        return f"{r.algo}{self.overrides} × {r.domain} [{r.condition}, {r.preset}, seed {r.seed}]"
 
 
 def _coerce(name: str, raw: str, typ: Any, owner: str, flag: str = "--set") -> Any:

@@ -154,3 +154,12 @@ def test_run_ids_follow_the_config() -> None:
     d = resolve(CellRequest("dpo", "text", preset="smoke", seed=1))
     assert a.run_id == b.run_id and len({a.run_id, c.run_id, d.run_id}) == 3
     assert c.config["algo_config"]["beta"] == 0.2
+
+
+def test_a_cell_label_names_its_overrides() -> None:
+    """Grid lines of cells that differ only in --set/--domain-set/--budget must not read alike."""
+    plain = resolve(CellRequest("dpo", "text", preset="smoke"))
+    varied = resolve(CellRequest("dpo", "text", preset="smoke", sets=("beta=0.2",), domain_sets=("families=short",),
+                                 budget_sets=("steps=3",)))
+    assert plain.label == "dpo × text [default, smoke, seed 0]"
+    assert varied.label == "dpo (beta=0.2, families=short, budget steps=3) × text [default, smoke, seed 0]"
