@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.registry import DOMAINS
+from benchmark.registry import ALGORITHMS, DOMAINS
 from benchmark.runner import CellRequest, new_record, resolve
 from benchmark.store import Store
 
@@ -126,3 +126,26 @@ def test_the_command_writes_json_and_markdown(gc, inputs: tuple[Path, Path], tmp
     md = (out / "grid_cost_quick.md").read_text()
     assert res["grid"]["cells"] == 3 * 2 * 2 * 2 and res["machine"]["cpus"] >= 1
     assert "- image: marlhf, sft" in md and "| **all** | 24 |" in md and str(inputs[0].resolve()) in md
+
+
+def test_claims_cost_prices_exactly_the_cells_grid_claims_runs(tmp_path: Path, gc) -> None:
+    """``benchmarks/claims_cost.py``: every claim cell priced once; the text families are extra preparations."""
+    from leaderboard.claims import all_claims, claim_cells
+
+    spec = importlib.util.spec_from_file_location("claims_cost", SCRIPT.parent / "claims_cost.py")
+    cc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cc)
+    names = DOMAINS.names()
+    report = {"preset": "smoke",
+              "pairs": [{"algo": a, "domain": d, "cell_s": 2.0} for a in ALGORITHMS.names() for d in names],
+              "domains": [{"domain": d, "preparation_s": 100.0, "preparation_source": "test", "cache_load_s": 1.0}
+                          for d in names]}
+    (tmp_path / "costs.json").write_text(json.dumps(report))
+    res = cc.main(["--costs", str(tmp_path / "costs.json"), "--seeds", "2", "--workers", "1,2", "--out", str(tmp_path)])
+    n = len(claim_cells(all_claims(), "smoke", [0, 1]))
+    assert res["cells"] == n and sum(p["cells"] for p in res["preparations"]) == n
+    text_preps = [p for p in res["preparations"] if p["domain"] == "text"]
+    assert len(text_preps) == 3  # families all, short, long; scorer_layers is a runtime field
+    assert res["serial_s"] == pytest.approx(100.0 * len(res["preparations"]) + 2.0 * n)
+    assert res["walls"][1]["estimate_s"] < res["walls"][0]["estimate_s"]
+    assert (tmp_path / "claims_cost_smoke.md").read_text().startswith("# `bench grid --claims`")
