@@ -169,6 +169,24 @@ def read_store(path: Path, m: Measured) -> None:
                      "torch_threads": sorted(threads)})
 
 
+def from_report(path: Path) -> tuple[Measured, dict[tuple[str, str], Cost], dict[str, tuple[float, str]]]:
+    """An earlier quick report's measured inputs (``--costs``): per-pair costs, preparations, cache
+    loads and n/a rules, to extrapolate again (e.g. after the budgets change) without its stores."""
+    rep = json.loads(path.read_text())
+    if rep.get("preset") != MEASURED_PRESET:
+        raise SystemExit(f"--costs {path}: pass a {MEASURED_PRESET} report (grid_cost_{MEASURED_PRESET}.json)")
+    m = Measured(na={tuple(r.split("/")) for r in rep["inputs"]["known_na_rules"]})  # type: ignore[misc]
+    for d in rep["domains"]:
+        m.load[d["domain"]].append(d["cache_load_s"])
+    guessed = {tuple(r.split("/")[1:]) for r in rep["if_unseen_pool_parts_na"]["rules"]}
+    m.conditions_seen = {(d, c) for d in DOMAINS.names() for c in CONDITIONS if (d, c) not in guessed}
+    m.stores = [{"path": f"{path}: {s['path']}", f"{MEASURED_PRESET}_cells_used": s[f"{MEASURED_PRESET}_cells_used"]}
+                for s in rep["inputs"]["stores"]]
+    costs = {(p["algo"], p["domain"]): Cost(p["train_s"], p["rest_s"], p["measured_cells"], p["source"],
+                                            p["torch_threads"]) for p in rep["pairs"]}
+    return m, costs, {d["domain"]: (d["preparation_s"], d["preparation_source"]) for d in rep["domains"]}
+
+
 # ---------------------------------------------------------------------------------------------
 # costs per (algorithm, domain) and per domain
 # ---------------------------------------------------------------------------------------------
@@ -379,11 +397,12 @@ def machine() -> dict:
 
 def estimate(m: Measured, *, preset: str, algos: list[str], domains: list[str], conditions: list[str], seeds: int,
              workers: list[int], ray_workers: list[int], results: Path | None = None,
-             overheads: dict[str, float] | None = None) -> dict:
-    """The whole estimate as a JSON-able dict (the report's content)."""
+             overheads: dict[str, float] | None = None, given: tuple[dict, dict] | None = None) -> dict:
+    """The whole estimate as a JSON-able dict (the report's content); ``given``: (costs,
+    preparations) from :func:`from_report` instead of the stores'."""
     overheads = overheads or {}
-    costs = pair_costs(m, algos, domains)
-    prep = preparation(m, domains, results)
+    costs = given[0] if given else pair_costs(m, algos, domains)
+    prep = given[1] if given else preparation(m, domains, results)
     plans = [plan_domain(d, algos, conditions, seeds, costs, m, prep[d], preset, m.na) for d in domains]
     guess = unseen_pool_parts(m, domains, conditions)
     likely = [plan_domain(d, algos, conditions, seeds, costs, m, prep[d], preset, m.na | guess) for d in domains]
@@ -501,6 +520,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     here = Path(__file__).resolve().parent / "results"
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--store", type=Path, action="append", default=[], help="a store with measured cells (repeat)")
+    ap.add_argument("--costs", type=Path, help="instead of stores: the measured inputs of an earlier quick report "
+                    "(grid_cost_quick.json), e.g. to extrapolate standard again after its budgets change")
     ap.add_argument("--preset", choices=["quick", "standard"], default="quick")
     ap.add_argument("--algos", default="all")
     ap.add_argument("--domains", default="all")
@@ -516,14 +537,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     mach = machine()  # the load average before this process reads anything
-    m = Measured()
-    for path in dict.fromkeys(p.resolve() for p in args.store or [default_store_path()]):
+    m, given = Measured(), None
+    if args.costs:
+        m, costs, prep = from_report(args.costs)
+        given = (costs, prep)
+    for path in dict.fromkeys(p.resolve() for p in args.store or ([] if args.costs else [default_store_path()])):
         read_store(path, m)
     res = estimate(m, preset=args.preset, algos=_names(args.algos, ALGORITHMS.names(), "algorithm"),
                    domains=_names(args.domains, DOMAINS.names(), "domain"),
                    conditions=_names(args.conditions, list(CONDITIONS), "condition"), seeds=args.seeds,
                    workers=args.workers, ray_workers=args.ray_workers, results=args.results,
-                   overheads=executor_overheads(args.results / "scale_out_quick.json"))
+                   overheads=executor_overheads(args.results / "scale_out_quick.json"), given=given)
     res["machine"] = mach
     text = markdown(res)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -126,6 +126,11 @@ def test_the_command_writes_json_and_markdown(gc, inputs: tuple[Path, Path], tmp
     md = (out / "grid_cost_quick.md").read_text()
     assert res["grid"]["cells"] == 3 * 2 * 2 * 2 and res["machine"]["cpus"] >= 1
     assert "- image: marlhf, sft" in md and "| **all** | 24 |" in md and str(inputs[0].resolve()) in md
+    again = gc.main(["--costs", str(out / "grid_cost_quick.json"), "--algos", "dpo,sft,marlhf", "--domains",
+                     "text,image", "--conditions", "default,noisy-labels", "--seeds", "2", "--workers", "1,2",
+                     "--ray-workers", "4", "--results", str(inputs[1]), "--out", str(tmp_path / "again")])
+    for key in ("domains", "pairs", "serial", "machine_workers", "if_unseen_pool_parts_na"):  # no store read
+        assert again[key] == res[key], key
 
 
 def test_claims_cost_prices_exactly_the_cells_grid_claims_runs(tmp_path: Path, gc) -> None:
