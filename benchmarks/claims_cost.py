@@ -26,7 +26,7 @@ from leaderboard.claims import all_claims, claim_cells
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from grid_cost import HOUR, DomainPlan, machine, wall_time  # noqa: E402
+from grid_cost import HOUR, DomainPlan, machine, wall_time, write_report  # noqa: E402
 
 
 def preparation_key(cell) -> tuple[str, str]:
@@ -71,11 +71,7 @@ def main(argv: list[str] | None = None) -> dict:
              "| workers | wall h |", "|---|---|",
              *(f"| {w['workers']} | {w['estimate_s'] / HOUR:.2f} |" for w in res["walls"]),
              "", f"Serial, one core: {res['serial_s'] / HOUR:.2f} h."]
-    text = "\n".join(lines) + "\n"
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"claims_cost_{preset}.json").write_text(json.dumps(res, indent=2) + "\n")
-    (args.out / f"claims_cost_{preset}.md").write_text(text)
-    sys.stdout.write(text)
+    write_report(args.out, f"claims_cost_{preset}", res, "\n".join(lines) + "\n")
     return res
 
 

@@ -549,12 +549,16 @@ def main(argv: list[str] | None = None) -> dict:
                    workers=args.workers, ray_workers=args.ray_workers, results=args.results,
                    overheads=executor_overheads(args.results / "scale_out_quick.json"), given=given)
     res["machine"] = mach
-    text = markdown(res)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"grid_cost_{args.preset}.json").write_text(json.dumps(res, indent=2) + "\n")
-    (args.out / f"grid_cost_{args.preset}.md").write_text(text)
-    sys.stdout.write(text)
+    write_report(args.out, f"grid_cost_{args.preset}", res, markdown(res))
     return res
+
+
+def write_report(out: Path, name: str, res: dict, text: str) -> None:
+    """``<out>/<name>.json`` and ``.md``, and the Markdown to stdout."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(res, indent=2) + "\n")
+    (out / f"{name}.md").write_text(text)
+    sys.stdout.write(text)
 
 
 if __name__ == "__main__":

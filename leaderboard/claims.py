@@ -544,23 +544,33 @@ def sweeps_markdown(rows: Sequence[SweepRow], image: str | None = None) -> str:
     return "\n".join(lines)
 
 
-def sweep_plot(rows: Sequence[SweepRow], path: Any) -> bool:
-    """Gap vs level per domain (mean and 95% t-interval over seeds); False when nothing to plot."""
-    rows = [r for r in rows if any(x.diff is not None for x in r.levels)]
-    if not rows:
-        return False
+def gap_axes() -> tuple[Any, Any]:
+    """A figure for paired gaps, with the zero line."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.6))
-    for r in rows:
-        xs = [float(lv) for lv in r.sweep.levels]
-        ys = [np.nan if x.diff is None else x.diff for x in r.levels]
-        err = [0.0 if x.t_interval is None else (x.t_interval[1] - x.t_interval[0]) / 2 for x in r.levels]
-        ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=f"{r.domain} ({r.verdict})")
     ax.axhline(0, color="grey", lw=0.8)
+    return fig, ax
+
+
+def plot_gaps(ax: Any, xs: Sequence[float], rows: Sequence[Row], label: str) -> None:
+    """One line of paired gaps (each row's mean difference) with their 95% t half-widths."""
+    ys = [np.nan if x.diff is None else x.diff for x in rows]
+    err = [0.0 if x.t_interval is None else (x.t_interval[1] - x.t_interval[0]) / 2 for x in rows]
+    ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=label)
+
+
+def sweep_plot(rows: Sequence[SweepRow], path: Any) -> bool:
+    """Gap vs level per domain (mean and 95% t-interval over seeds); False when nothing to plot."""
+    rows = [r for r in rows if any(x.diff is not None for x in r.levels)]
+    if not rows:
+        return False
+    fig, ax = gap_axes()
+    for r in rows:
+        plot_gaps(ax, [float(lv) for lv in r.sweep.levels], r.levels, f"{r.domain} ({r.verdict})")
     sweep = rows[0].sweep
     ax.set_xlabel(f"{sweep.condition} strength")
     ax.set_ylabel(f"{sweep.method} − {sweep.baseline}: {sweep.metric}")

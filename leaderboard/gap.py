@@ -27,7 +27,19 @@ from typing import Any
 
 import numpy as np
 
-from leaderboard.claims import Claim, Row, _cell_index, _interval, _lookup, _num, evaluate_row, save_figure, verdict_of
+from leaderboard.claims import (
+    Claim,
+    Row,
+    _cell_index,
+    _interval,
+    _lookup,
+    _num,
+    evaluate_row,
+    gap_axes,
+    plot_gaps,
+    save_figure,
+    verdict_of,
+)
 
 Knob = tuple[str, tuple[str, ...]]
 
@@ -172,20 +184,12 @@ def grid_plot(rows: Sequence[GapRow], path: Any) -> bool:
     rows = [r for r in rows if any(x.diff is not None for x in r.cells)]
     if not rows:
         return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     grid = rows[0].grid
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig, ax = gap_axes()
     xs = np.arange(len(grid.rows))
     for r in (r for r in rows if r.grid == grid):
-        ys = [np.nan if x.diff is None else x.diff for x in r.cells]
-        err = [0.0 if x.t_interval is None else (x.t_interval[1] - x.t_interval[0]) / 2 for x in r.cells]
-        ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=f"{r.column} ({r.verdict})")
+        plot_gaps(ax, xs, r.cells, f"{r.column} ({r.verdict})")
     ax.set_xticks(xs, [label for label, _ in grid.rows])
-    ax.axhline(0, color="grey", lw=0.8)
     ax.set_xlabel(grid.row_title)
     ax.set_ylabel(f"{grid.method} − {grid.baseline}: {grid.metric}")
     ax.legend(fontsize=8, title=grid.column_title, title_fontsize=8)
