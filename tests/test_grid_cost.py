@@ -154,3 +154,20 @@ def test_claims_cost_prices_exactly_the_cells_grid_claims_runs(tmp_path: Path, g
     assert res["serial_s"] == pytest.approx(100.0 * len(res["preparations"]) + 2.0 * n)
     assert res["walls"][1]["estimate_s"] < res["walls"][0]["estimate_s"]
     assert (tmp_path / "claims_cost_smoke.md").read_text().startswith("# `bench grid --claims`")
+
+
+def test_flop_utilisation_counts_and_times_a_real_dpo_step(tmp_path: Path) -> None:
+    """``benchmarks/flop_utilisation.py`` on the smoke text model: FLOPs at least the policy's
+    forward matmuls over the batch, a timed step, the peaks and the page."""
+    spec = importlib.util.spec_from_file_location("flop_utilisation", SCRIPT.parent / "flop_utilisation.py")
+    fu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fu)
+    res = fu.main(["--domains", "text", "--presets", "smoke", "--steps", "1", "--reps", "2", "--out", str(tmp_path)])
+    (row,) = res["rows"]
+    cfg = DOMAINS.get("text").config("smoke")
+    tokens = row["batch_size"] * 2 * (cfg.prompt_len + cfg.response_len)  # chosen and rejected sequences
+    lm_head = 2.0 * tokens * cfg.n_embd * len(DOMAINS.get("text")(cfg)._vocab())
+    assert row["gflop_per_step"] * 1e9 > 2 * lm_head  # policy fwd + bwd + reference fwd ⊃ the LM heads
+    assert row["ms_per_step"] > 0 and 0 < row["utilisation_1024"] < 1.5
+    assert row["heaviest_op"]["kind"] == "matmul" and row["heaviest_op"]["shape"][1] == cfg.n_embd
+    assert "| text | smoke |" in (tmp_path / "flop_utilisation.md").read_text()
