@@ -183,6 +183,14 @@ def resolve(req: CellRequest) -> Cell:
 # ---------------------------------------------------------------------------------------------
 
 
+def peak_rss_mb() -> float:
+    """The process's peak resident memory so far (MiB): a ``bench run`` cell's own peak; in a grid
+    worker, the largest of the cells it ran (``ru_maxrss``; Linux reports KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -447,6 +455,7 @@ def execute_cell(
         rec.artifacts = domain.artifacts(policy, home / "artifacts" / cell.run_id,
                                          torch.Generator().manual_seed(stable_seed("art", req.seed)))
         timings["total_s"] = metrics["wall_s"] = time.perf_counter() - t0
+        timings["peak_rss_mb"] = peak_rss_mb()
         rec.metrics, rec.curves = metrics, ctx.curves
         rec.feedback_used, rec.online_samples, rec.train_steps = seals.channel.used, seals.meter.used, ctx.steps_done
         return _finish(rec, "done")

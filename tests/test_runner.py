@@ -163,3 +163,11 @@ def test_a_cell_label_names_its_overrides() -> None:
                                  budget_sets=("steps=3",)))
     assert plain.label == "dpo × text [default, smoke, seed 0]"
     assert varied.label == "dpo (beta=0.2, families=short, budget steps=3) × text [default, smoke, seed 0]"
+
+
+def test_a_done_cell_records_its_timings_and_peak_memory(home: Path, cache) -> None:
+    rec, _ = _run("sft", home, cache)
+    assert rec.status == "done"
+    t = rec.timings
+    assert t["total_s"] >= t["train_s"] + t["eval_s"] > 0
+    assert 50 < t["peak_rss_mb"] < 64 * 1024  # a torch process holds tens of MiB at least
