@@ -171,3 +171,29 @@ def test_flop_utilisation_counts_and_times_a_real_dpo_step(tmp_path: Path) -> No
     assert row["ms_per_step"] > 0 and 0 < row["utilisation_1024"] < 1.5
     assert row["heaviest_op"]["kind"] == "matmul" and row["heaviest_op"]["shape"][1] == cfg.n_embd
     assert "| text | smoke |" in (tmp_path / "flop_utilisation.md").read_text()
+
+
+def test_standard_summary_says_whether_each_method_improves_on_the_reference(tmp_path: Path) -> None:
+    """``benchmarks/standard.py``: mean ± std per algorithm over seeds and the verdict from the
+    normalized score's interval (yes / worse / cannot tell)."""
+    spec = importlib.util.spec_from_file_location("standard_summary", SCRIPT.parent / "standard.py")
+    st = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(st)
+    path = tmp_path / "s.sqlite"
+    scores = {"reference": [0.0, 0.0, 0.0], "dpo": [30.0, 32.0, 34.0], "kto": [-5.0, -7.0, -6.0],
+              "ipo": [10.0, -10.0, 2.0]}
+    with Store(path) as store:
+        for algo, values in scores.items():
+            for seed, v in enumerate(values):
+                rec = new_record(resolve(CellRequest(algo, "text", seed=seed, preset="standard")), status="done")
+                rec.metrics = {"normalized_score": v, "gold_reward": 1.5 + v / 100, "data/offline_epochs": 2.0}
+                rec.timings = {"total_s": 60.0 + seed, "train_s": 50.0, "eval_s": 8.0, "peak_rss_mb": 900.0}
+                store.put(rec)
+    res = st.main(["--domain", "text", "--store", str(path), "--out", str(tmp_path)])
+    rows = res["algorithms"]
+    assert {a: r["improves_on_reference"] for a, r in rows.items()} == {
+        "dpo": "yes", "ipo": "cannot tell", "kto": "worse", "reference": None}
+    assert rows["dpo"]["normalized_score"]["mean"] == pytest.approx(32.0)
+    assert rows["dpo"]["normalized_score"]["std"] == pytest.approx(2.0)
+    assert rows["dpo"]["time/total_s"]["mean"] == pytest.approx(61.0)
+    assert "| dpo | 3 | 1.82 ± 0.02 |" in (tmp_path / "text_standard.md").read_text()
