@@ -468,16 +468,21 @@ def save_figure(fig: Any, path: Any) -> None:
     _save(fig, Path(path).parent, Path(path).stem)
 
 
+INCOMPLETE = ("not run", "n/a", "not comparable")
+
+
 def experiment_plots(board: Any, out: Any) -> list[tuple[str, str]]:
     """The report's experiments as the leaderboard page's plots, from the board's cells over its
-    seeds: (name, caption) of those with data."""
+    seeds: (name, caption) of those whose every cell the board holds (a domain's sweep, a grid's
+    column)."""
     from leaderboard.gap import evaluate_grids, grid_plot
 
     seeds = sorted({r.seed for r in board.records})
     store, made = _Lookup(board.records), []
-    if sweep_plot(evaluate_sweeps(store, board.preset, seeds), out / "coverage_sweep.png"):
+    sweeps = [r for r in evaluate_sweeps(store, board.preset, seeds) if r.verdict not in INCOMPLETE]
+    if sweep_plot(sweeps, out / "coverage_sweep.png"):
         made.append(("coverage_sweep", f"{SWEEPS[0].paper}: {SWEEPS[0].claim} (mean and 95% t-interval over seeds)"))
-    grids = evaluate_grids(store, board.preset, seeds)
+    grids = [r for r in evaluate_grids(store, board.preset, seeds) if r.verdict not in INCOMPLETE]
     if grid_plot(grids, out / "generation_verification.png"):
         made.append(("generation_verification", f"{grids[0].grid.paper}: {grids[0].grid.claim} (mean and 95% "
                      "t-interval over seeds)"))

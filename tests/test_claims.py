@@ -204,3 +204,6 @@ def test_the_generation_verification_grid_reports_the_gap_per_cell_and_its_trend
     assert (tmp_path / "img" / "generation_verification.svg").exists()
     put(store, "rlhf", 2, 0.0, domain_sets=("families=long", "scorer_layers=0"), status="failed")
     assert evaluate_grids(store, "smoke", SEEDS)[1].verdict == "not run"
+    for (_, row_sets), (_, col_sets) in [(r, c) for r in grid.rows for c in grid.columns if c == grid.columns[0]]:
+        put(store, "rlhf", 2, 0.0, domain_sets=row_sets + col_sets, status="failed")
+    assert experiment_plots(load_board(tmp_path / "s.sqlite", preset="smoke"), tmp_path / "img2") == []  # incomplete
