@@ -1,7 +1,7 @@
 """Our ``dpo`` training step next to TRL's ``DPOTrainer`` on the same model and data (issue #19).
 
     pip install -e '.[trl]'
-    python benchmarks/dpo_vs_trl.py [--preset quick] [--steps 96] [--reps 3] [--threads 1]
+    python benchmarks/dpo_vs_trl.py [--preset quick] [--steps 96] [--reps 3] [--threads 1] [--precompute-ref]
 
 Both start from identical weights (the text domain's reference GPT-2, its frozen copy as the DPO
 reference), see the same pairs in the same order (the default condition's, the first steps × batch
@@ -103,7 +103,8 @@ def run_ours(domain: Any, pairs: Any, steps: int, batch: int, beta: float) -> di
             "peak_rss_growth_mb": mem.growth / 2**20}
 
 
-def _trl_trainer(domain: Any, rows: dict[str, list[str]], steps: int, batch: int, beta: float, out: Path) -> Any:
+def _trl_trainer(domain: Any, rows: dict[str, list[str]], steps: int, batch: int, beta: float, out: Path,
+                 precompute: bool = False) -> Any:
     """A DPOTrainer on the rows, in order, with our optimiser's settings; it records losses and step times."""
     import copy
 
@@ -132,7 +133,7 @@ def _trl_trainer(domain: Any, rows: dict[str, list[str]], steps: int, batch: int
                      learning_rate=domain.spec.lr, lr_scheduler_type="constant", weight_decay=0.0, max_grad_norm=1.0,
                      optim="adamw_torch", loss_type=["sigmoid"], report_to=[], save_strategy="no", logging_steps=10**9,
                      use_cpu=True, bf16=False, fp16=False, max_length=model.config.n_positions, disable_tqdm=True,
-                     dataloader_num_workers=0, seed=0)
+                     dataloader_num_workers=0, seed=0, precompute_ref_log_probs=precompute)
     ref = copy.deepcopy(domain.reference.model).eval()  # TRL would reload it from a path; ours has none
     trainer = InOrder(model=model, ref_model=ref, args=args, train_dataset=Dataset.from_dict(rows),
                       processing_class=copy.deepcopy(domain.tokenizer), callbacks=[Timed()])
@@ -140,10 +141,12 @@ def _trl_trainer(domain: Any, rows: dict[str, list[str]], steps: int, batch: int
     return trainer
 
 
-def run_trl(domain: Any, rows: dict[str, list[str]], steps: int, batch: int, beta: float, out: Path
-            ) -> dict[str, Any]:
-    """TRL's DPOTrainer over the same pairs: losses, ms per step, wall per step, peak RSS."""
-    trainer = _trl_trainer(domain, rows, steps, batch, beta, out)
+def run_trl(domain: Any, rows: dict[str, list[str]], steps: int, batch: int, beta: float, out: Path,
+            precompute: bool = False) -> dict[str, Any]:
+    """TRL's DPOTrainer over the same pairs: losses, ms per step, wall per step (with
+    ``precompute``, the reference's pass over the data happens inside ``train()``: in the wall, not
+    in the steps), peak RSS."""
+    trainer = _trl_trainer(domain, rows, steps, batch, beta, out, precompute)
     with PeakRSS() as mem:
         t0 = time.perf_counter()
         trainer.train()
@@ -174,6 +177,11 @@ def summarise(reps: list[dict[str, Any]]) -> dict[str, float]:
                                                                "peak_rss_growth_mb")}
 
 
+def busy(m: dict[str, Any]) -> bool:
+    """Whether the 1-minute load average before or after exceeded the threads this run used."""
+    return max(m["loadavg_before"][0], m["loadavg_after"][0]) > m["threads"] + 0.5
+
+
 def write(result: dict[str, Any], tag: str) -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{tag}.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -185,8 +193,10 @@ def write(result: dict[str, Any], tag: str) -> None:
         f"of {result['reps']} back-to-back repetitions (alternating which runs first).", "",
         f"Machine: {m['platform']}, {m['cores']} cores, torch {m['torch']}, transformers {m['transformers']}, "
         f"trl {m['trl']}, {m['threads']} torch thread(s); load average {m['loadavg_before']} before, "
-        f"{m['loadavg_after']} after. **The machine was shared with a background job** that kept its cores "
-        "busy: absolute times are inflated and noisy; the ratio is the number to read.", "",
+        f"{m['loadavg_after']} after."
+        + (" **The machine was shared with a background job** that kept its cores busy: absolute times are "
+           "inflated and noisy; the ratio is the number to read." if busy(m) else ""), "",
+        f"TRL's `precompute_ref_log_probs`: {result.get('precompute', False)}.", "",
         "| | ms/step (median) | wall ms/step | peak RSS growth (MB) |", "|---|---|---|---|",
         f"| prefbench dpo | {ours['ms_per_step']:.2f} | {ours['wall_ms_per_step']:.2f} | "
         f"{ours['peak_rss_growth_mb']:.1f} |",
@@ -210,6 +220,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--beta", type=float, default=0.1)
+    ap.add_argument("--precompute-ref", action="store_true", help="TRL with precompute_ref_log_probs=True")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     import tempfile
@@ -236,17 +247,20 @@ def main() -> None:
             first_ours = rep % 2 == 0
             if first_ours:
                 ours.append(run_ours(domain, pairs, args.steps, budget.batch_size, args.beta))
-            theirs.append(run_trl(domain, rows, args.steps, budget.batch_size, args.beta, Path(tmp)))
+            theirs.append(run_trl(domain, rows, args.steps, budget.batch_size, args.beta, Path(tmp),
+                                  args.precompute_ref))
             if not first_ours:
                 ours.append(run_ours(domain, pairs, args.steps, budget.batch_size, args.beta))
     info["loadavg_after"] = os.getloadavg()
-    result = {"preset": args.preset, "steps": args.steps, "batch": budget.batch_size, "beta": args.beta,
+    result = {"preset": args.preset, "precompute": args.precompute_ref, "steps": args.steps,
+              "batch": budget.batch_size, "beta": args.beta,
               "lr": domain.spec.lr, "reps": args.reps, "params": sum(p.numel() for p in domain.reference.parameters()),
               "machine": info, "ours": summarise(ours), "trl": summarise(theirs),
               "agreement": agreement(ours[0]["losses"], theirs[0]["losses"]),
               "repetitions": {"ours": ours, "trl": theirs}}
-    write(result, f"dpo_vs_trl_{args.preset}")
-    print((RESULTS / f"dpo_vs_trl_{args.preset}.md").read_text())
+    tag = f"dpo_vs_trl_{args.preset}" + ("_precompute" if args.precompute_ref else "")
+    write(result, tag)
+    print((RESULTS / f"{tag}.md").read_text())
 
 
 if __name__ == "__main__":
