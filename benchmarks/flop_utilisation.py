@@ -22,7 +22,7 @@ handful of pool and evaluation contexts): the models have the standard shapes an
 standard budget's, which is all a step's FLOPs and speed depend on; their weights are untrained,
 which they do not depend on. Text is prepared in full (its preparation cache is reused).
 
-Writes ``benchmarks/results/flop_utilisation.{json,md}`` with the machine, torch version, threads
+Writes ``benchmarks/results/<tag>.{json,md}`` (default ``flop_utilisation``) with the machine, torch version, threads
 and load average.
 """
 
@@ -206,6 +206,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--reps", type=int, default=10, help="repetitions of each peak measurement (median)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--tag", default="flop_utilisation", help="results file name")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     mach = {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
@@ -218,9 +219,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print(f"{domain} {preset}: {100 * rows[-1]['utilisation_1024']:.1f}% of the 1024³ peak", file=sys.stderr)
     res = {"machine": mach, "rows": rows}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "flop_utilisation.json").write_text(json.dumps(res, indent=2) + "\n")
+    (args.out / f"{args.tag}.json").write_text(json.dumps(res, indent=2) + "\n")
     text = markdown(res)
-    (args.out / "flop_utilisation.md").write_text(text)
+    (args.out / f"{args.tag}.md").write_text(text)
     sys.stdout.write(text)
     return res
 
