@@ -353,19 +353,33 @@ def _paired_gaps(store: Any, cells: dict, claim: Claim, domain: str, seeds: Sequ
     return out
 
 
+INCOMPLETE = ("not run", "n/a", "not comparable")
+"""Verdicts of a row that lacks the cells to be judged."""
+
+
+def trend_of(store: Any, cells: dict, claims: Sequence[Claim], domain: str, seeds: Sequence[int], *,
+             reps: int = 2000, seed: int = 0) -> tuple[list[Row], str, str, dict]:
+    """Each claim's row, and the verdict on the trend: per seed, the last claim's paired gap minus
+    the first's. Returns (rows, verdict, reason, figures); an incomplete row's verdict and reason
+    when one is incomplete."""
+    rows = [evaluate_row(store, cells, c, domain, seeds, reps=reps, seed=seed) for c in claims]
+    bad = next((r for r in rows if r.verdict in INCOMPLETE), None)
+    if bad is not None:
+        return rows, bad.verdict, bad.reason, {}
+    first = _paired_gaps(store, cells, claims[0], domain, seeds)
+    last = _paired_gaps(store, cells, claims[-1], domain, seeds)
+    verdict, fig = verdict_of([last[s] - first[s] for s in seeds], reps=reps, seed=seed)
+    return rows, verdict, "", fig
+
+
 def evaluate_sweep(store: Any, cells: dict, sweep: Sweep, domain: str, seeds: Sequence[int], *, reps: int = 2000,
                    seed: int = 0) -> SweepRow:
     """Each level's row, and the verdict on the trend: per seed, the gap at the strongest level
     minus the gap at the weakest (> 0: the gap grows, as the paper predicts)."""
-    rows = [evaluate_row(store, cells, sweep.claim_at(lv), domain, seeds, reps=reps, seed=seed) for lv in sweep.levels]
-    if any(r.verdict in ("n/a", "not run", "not comparable") for r in rows):
-        bad = next(r for r in rows if r.verdict in ("n/a", "not run", "not comparable"))
-        return SweepRow(sweep, domain, rows, bad.verdict, bad.reason)
-    first = _paired_gaps(store, cells, sweep.claim_at(sweep.levels[0]), domain, seeds)
-    last = _paired_gaps(store, cells, sweep.claim_at(sweep.levels[-1]), domain, seeds)
-    trend = [last[s] - first[s] for s in seeds]
-    verdict, fig = verdict_of(trend, reps=reps, seed=seed)
-    return SweepRow(sweep, domain, rows, verdict, "", fig.get("diff"), fig.get("t_interval"), fig.get("boot_interval"))
+    claims = [sweep.claim_at(lv) for lv in sweep.levels]
+    rows, verdict, reason, fig = trend_of(store, cells, claims, domain, seeds, reps=reps, seed=seed)
+    return SweepRow(sweep, domain, rows, verdict, reason, fig.get("diff"), fig.get("t_interval"),
+                    fig.get("boot_interval"))
 
 
 @dataclass
@@ -466,9 +480,6 @@ def save_figure(fig: Any, path: Any) -> None:
     from leaderboard.plots import _save
 
     _save(fig, Path(path).parent, Path(path).stem)
-
-
-INCOMPLETE = ("not run", "n/a", "not comparable")
 
 
 def experiment_plots(board: Any, out: Any) -> list[tuple[str, str]]:

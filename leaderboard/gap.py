@@ -34,11 +34,10 @@ from leaderboard.claims import (
     _interval,
     _lookup,
     _num,
-    evaluate_row,
     gap_axes,
     plot_gaps,
     save_figure,
-    verdict_of,
+    trend_of,
 )
 
 Knob = tuple[str, tuple[str, ...]]
@@ -115,29 +114,16 @@ def _diagnostic(recs: dict[int, Any], metric: str) -> float | None:
     return float(np.mean(values)) if metric and values else None
 
 
-def _paired(store: Any, cells: dict, claim: Claim, domain: str, seeds: Sequence[int]) -> dict[int, float]:
-    recs = {w: _lookup(store, cells, claim, w, domain, seeds) for w in ("method", "baseline")}
-    return {s: recs["method"][s].metrics[claim.metric] - recs["baseline"][s].metrics[claim.metric]
-            for s in seeds if s in recs["method"] and s in recs["baseline"]}
-
-
 def evaluate_column(store: Any, cells: dict, grid: GapGrid, column: Knob, seeds: Sequence[int], *,
                     reps: int = 2000, seed: int = 0) -> GapRow:
     """Each row's gap in one column, and the verdict on (gap at the last row − gap at the first)."""
     claims = [grid.claim_at(r, column) for r in grid.rows]
-    rows = [evaluate_row(store, cells, c, grid.domain, seeds, reps=reps, seed=seed) for c in claims]
+    rows, verdict, reason, fig = trend_of(store, cells, claims, grid.domain, seeds, reps=reps, seed=seed)
     diag_m = [_diagnostic(_lookup(store, cells, c, "method", grid.domain, seeds), grid.method_diagnostic)
               for c in claims]
     diag_b = [_diagnostic(_lookup(store, cells, c, "baseline", grid.domain, seeds), grid.baseline_diagnostic)
               for c in claims]
-    bad = next((r for r in rows if r.verdict in ("n/a", "not run", "not comparable")), None)
-    if bad is not None:
-        return GapRow(grid, column[0], rows, bad.verdict, bad.reason, method_diagnostic=diag_m,
-                      baseline_diagnostic=diag_b)
-    first = _paired(store, cells, claims[0], grid.domain, seeds)
-    last = _paired(store, cells, claims[-1], grid.domain, seeds)
-    verdict, fig = verdict_of([last[s] - first[s] for s in seeds], reps=reps, seed=seed)
-    return GapRow(grid, column[0], rows, verdict, "", fig.get("diff"), fig.get("t_interval"),
+    return GapRow(grid, column[0], rows, verdict, reason, fig.get("diff"), fig.get("t_interval"),
                   fig.get("boot_interval"), diag_m, diag_b)
 
 
