@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextvars
 import copy
+import time
 import weakref
 from collections.abc import Callable
 
@@ -64,6 +65,8 @@ class CheckpointProbe:
         self.seed = stable_seed("checkpoint", domain.name, seed)
         self.exact = "exact_logp" in domain.spec.capabilities
         self._reference_gold: torch.Tensor | None = None
+        self.seconds = 0.0
+        """Wall time spent probing so far (the cell's ``timings.checkpoints_s``)."""
 
     def _gold(self, policy: Policy) -> tuple[torch.Tensor, object]:
         gen = torch.Generator().manual_seed(self.seed)
@@ -84,6 +87,7 @@ class CheckpointProbe:
 
     def probe(self, policy: Policy) -> tuple[float, float]:
         """:meth:`measure` on a metered-free copy, in a fresh context, with the global RNG restored."""
+        start = time.perf_counter()
         snapshot = copy.deepcopy(policy)
         snapshot.attach_meter(None)
         snapshot.eval()
@@ -92,6 +96,7 @@ class CheckpointProbe:
             return contextvars.Context().run(self.measure, snapshot)
         finally:
             torch.set_rng_state(state)
+            self.seconds += time.perf_counter() - start
 
 
 class PolicyTracker:

@@ -297,7 +297,8 @@ def _print_record(rec: Any) -> None:
     )
     console.print(
         f"run [cyan]{rec.run_id}[/]  prepare {tm.get('prepare_s', 0):.1f}s"
-        f"{' (built now)' if tm.get('prepared_now') else ' (cached)'}  train {tm.get('train_s', 0):.1f}s  "
+        f"{' (built now)' if tm.get('prepared_now') else ' (cached)'}  data {tm.get('data_s', 0):.1f}s  "
+        f"train {tm.get('train_s', 0):.1f}s (checkpoints {tm.get('checkpoints_s', 0):.1f}s)  "
         f"eval {tm.get('eval_s', 0):.1f}s" + (f"  peak RSS {tm['peak_rss_mb']:.0f} MiB" if "peak_rss_mb" in tm else "")
     )
     for a in rec.artifacts:

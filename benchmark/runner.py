@@ -370,9 +370,10 @@ def _finish(rec: Record, status: str, reason: str | None = None) -> Record:
 
 
 def train_cell(cell: Cell, domain: Domain, instance: DomainInstance, seals: CellSeals, device: torch.device,
-               progress: Progress) -> tuple[Any, RunContext]:
+               progress: Progress, timings: dict[str, float]) -> tuple[Any, RunContext]:
     """The algorithm's training, checked: the domain's own reference must come out unchanged. The
-    policy in training is probed at checkpoints and at the end (``benchmark.checkpoints``)."""
+    policy in training is probed at checkpoints and at the end (``benchmark.checkpoints``; their
+    time, part of ``train_s``, goes to ``timings["checkpoints_s"]``)."""
     req = cell.request
     generator = torch.Generator().manual_seed(stable_seed("train", req.seed))
     before = fingerprint(domain.reference)
@@ -394,6 +395,7 @@ def train_cell(cell: Cell, domain: Domain, instance: DomainInstance, seals: Cell
         raise CellFailed(f"{req.algo}.train returned {type(policy).__name__}, not a Policy")
     policy.attach_meter(None)  # evaluation samples are the runner's, not the algorithm's
     add_point(ctx.curves, ctx.steps_done, *probe.probe(policy))
+    timings["checkpoints_s"] = probe.seconds
     return policy, ctx
 
 
@@ -435,12 +437,14 @@ def execute_cell(
         mismatch = condition_mismatch(domain.pool, cell.condition, domain.name)
         if mismatch:
             return _finish(rec, "na", mismatch)
+        t_data = time.perf_counter()
         instance, seals, data_stats = make_instance(domain, cell.condition, cell.budget, req.seed, device)
+        timings["data_s"] = time.perf_counter() - t_data
         why = missing_requirements(cell.algo_cls, instance, cell.algo_cfg)
         if why:
             return _finish(rec, "na", why)
         t1 = time.perf_counter()
-        policy, ctx = train_cell(cell, domain, instance, seals, device, progress)
+        policy, ctx = train_cell(cell, domain, instance, seals, device, progress, timings)
         timings["train_s"] = time.perf_counter() - t1
         t2 = time.perf_counter()
         metrics = Evaluator(domain, stats).evaluate(policy, req.seed, progress)
@@ -452,8 +456,10 @@ def execute_cell(
         metrics.update(data_stats)
         metrics.update(_accounting(seals, ctx))
         metrics.update(peek_metrics(ctx.curves))
+        t3 = time.perf_counter()
         rec.artifacts = domain.artifacts(policy, home / "artifacts" / cell.run_id,
                                          torch.Generator().manual_seed(stable_seed("art", req.seed)))
+        timings["artifacts_s"] = time.perf_counter() - t3
         timings["total_s"] = metrics["wall_s"] = time.perf_counter() - t0
         timings["peak_rss_mb"] = peak_rss_mb()
         rec.metrics, rec.curves = metrics, ctx.curves

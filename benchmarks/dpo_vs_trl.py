@@ -77,8 +77,8 @@ def default_pairs(domain: Any) -> Any:
     return build_offline_data(domain.pool, domain.oracle.weights, population, cond, domain.name)[0].pairs
 
 
-def run_ours(domain: Any, pairs: Any, steps: int, batch: int, beta: float) -> dict[str, Any]:
-    """Our dpo's step (``baselines/dpo.py``) over the pairs in order: losses, ms per step, wall, peak RSS."""
+def our_step(domain: Any, pairs: Any, batch: int, beta: float) -> Any:
+    """``step(k)``: our dpo's step k (``baselines/dpo.py``) on pairs [k·batch, (k+1)·batch); returns the loss."""
     from baselines.dpo import DPOConfig, preference_loss
     from benchmark.objectives import logratio_margin
     from benchmark.training import optimizer_step, pair_logps
@@ -87,20 +87,47 @@ def run_ours(domain: Any, pairs: Any, steps: int, batch: int, beta: float) -> di
     cfg = DPOConfig(beta=beta)
     opt = torch.optim.AdamW(policy.parameters(), lr=domain.spec.lr, weight_decay=0.0)
     g = torch.Generator().manual_seed(0)
+
+    def step(k: int) -> float:
+        b = pairs.select(torch.arange(k * batch, (k + 1) * batch))
+        pi_w, pi_l, ref_w, ref_l = pair_logps(policy, reference, b.contexts, b.chosen, b.rejected, g)
+        loss = preference_loss(logratio_margin(pi_w, pi_l, ref_w, ref_l), cfg).mean()
+        optimizer_step(opt, loss, policy.parameters(), cfg.max_grad_norm)
+        return float(loss.detach())
+
+    return step
+
+
+def run_ours(domain: Any, pairs: Any, steps: int, batch: int, beta: float) -> dict[str, Any]:
+    """Our dpo's step over the pairs in order: losses, ms per step, wall, peak RSS."""
+    step = our_step(domain, pairs, batch, beta)
     losses, ms = [], []
     with PeakRSS() as mem:
         t0 = time.perf_counter()
         for k in range(steps):
             s = time.perf_counter()
-            b = pairs.select(torch.arange(k * batch, (k + 1) * batch))
-            pi_w, pi_l, ref_w, ref_l = pair_logps(policy, reference, b.contexts, b.chosen, b.rejected, g)
-            loss = preference_loss(logratio_margin(pi_w, pi_l, ref_w, ref_l), cfg).mean()
-            optimizer_step(opt, loss, policy.parameters(), cfg.max_grad_norm)
+            losses.append(step(k))
             ms.append(1e3 * (time.perf_counter() - s))
-            losses.append(float(loss.detach()))
         wall = time.perf_counter() - t0
     return {"losses": losses, "ms_per_step": statistics.median(ms), "wall_ms_per_step": 1e3 * wall / steps,
             "peak_rss_growth_mb": mem.growth / 2**20}
+
+
+def ceiling(domain: Any, pairs: Any, batch: int, beta: float, ms: dict[str, float]) -> dict[str, float]:
+    """What bounds the ratio: our step's matmul FLOPs F (forward + backward, FlopCounterMode), this
+    machine's fp32 1024³ matmul peak P measured now, each side's F ÷ its ms/step as a share of P
+    (TRL pads a batch to its longest pair, so its own count is at most F), and the largest speed-up
+    of a step doing F over TRL's that the peak allows: P · t_TRL ÷ F."""
+    from flop_utilisation import matmul_peak
+    from torch.utils.flop_counter import FlopCounterMode
+
+    step = our_step(domain, pairs, batch, beta)
+    with FlopCounterMode(display=False) as counter:
+        step(0)
+    flops, peak = counter.get_total_flops(), matmul_peak(1024, 1024, 1024, reps=10)
+    rate = {side: flops / (ms[side] / 1e3) for side in ms}
+    return {"gflop_per_step": flops / 1e9, "peak_gflops": peak / 1e9,
+            **{f"utilisation_{side}": rate[side] / peak for side in ms}, "max_speedup_over_trl": peak / rate["trl"]}
 
 
 def _trl_trainer(domain: Any, rows: dict[str, list[str]], steps: int, batch: int, beta: float, out: Path,
@@ -182,9 +209,22 @@ def busy(m: dict[str, Any]) -> bool:
     return max(m["loadavg_before"][0], m["loadavg_after"][0]) > m["threads"] + 0.5
 
 
-def write(result: dict[str, Any], tag: str) -> None:
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{tag}.json").write_text(json.dumps(result, indent=2) + "\n")
+def ceiling_lines(c: dict[str, float] | None) -> list[str]:
+    if not c:
+        return []
+    return [f"What bounds the ratio: one step is {c['gflop_per_step']:.3g} GFLOP of matmuls (forward + backward); "
+            f"this machine's fp32 1024³ matmul peak, measured in the same run, is {c['peak_gflops']:.3g} GFLOP/s. "
+            f"Our step reaches {100 * c['utilisation_ours']:.0f}% of it and TRL's (counted with our FLOPs) "
+            f"{100 * c['utilisation_trl']:.0f}%, so no implementation of this step can run more than "
+            f"**{c['max_speedup_over_trl']:.2f}×** TRL's "
+            "throughput here" + (": TRL's step is mostly the same arithmetic as ours, not per-step overhead, and a "
+                                 "5× target is out of reach on this machine." if c["max_speedup_over_trl"] < 5
+                                 else ".")]
+
+
+def write(result: dict[str, Any], tag: str, out: Path = RESULTS) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{tag}.json").write_text(json.dumps(result, indent=2) + "\n")
     m, ours, theirs, agr = result["machine"], result["ours"], result["trl"], result["agreement"]
     lines = [
         f"# Our dpo step vs TRL's DPOTrainer ({result['preset']} text domain)", "",
@@ -205,15 +245,17 @@ def write(result: dict[str, Any], tag: str) -> None:
         f"Loss curves from identical weights ({agr['steps']} steps): first {agr['first_loss_ours']:.6f} vs "
         f"{agr['first_loss_trl']:.6f}, last {agr['last_loss_ours']:.6f} vs {agr['last_loss_trl']:.6f}; "
         f"max |diff| {agr['max_abs_diff']:.2e}, mean |diff| {agr['mean_abs_diff']:.2e}, correlation {agr['corr']:.6f}.",
+        "", *ceiling_lines(result.get("ceiling")),
         "", "Peak RSS growth is sampled every 2 ms (CPU: no allocator counter) and includes the allocator's "
         "first-touch growth of whichever runs first in the process; TRL's includes its dataloader. TRL's "
         "ms/step is its training_step (its batch collation is outside; ours includes selecting the batch); "
         "wall ms/step is each loop's total over its steps.",
     ]
-    (RESULTS / f"{tag}.md").write_text("\n".join(lines) + "\n")
+    (out / f"{tag}.md").write_text("\n".join(lines) + "\n")
+    return out / f"{tag}.md"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", default="quick")
     ap.add_argument("--steps", type=int, default=96)
@@ -221,7 +263,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--beta", type=float, default=0.1)
     ap.add_argument("--precompute-ref", action="store_true", help="TRL with precompute_ref_log_probs=True")
-    args = ap.parse_args()
+    ap.add_argument("--out", type=Path, default=RESULTS, help="where the results go")
+    args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     import tempfile
     import warnings
@@ -257,10 +300,12 @@ def main() -> None:
               "lr": domain.spec.lr, "reps": args.reps, "params": sum(p.numel() for p in domain.reference.parameters()),
               "machine": info, "ours": summarise(ours), "trl": summarise(theirs),
               "agreement": agreement(ours[0]["losses"], theirs[0]["losses"]),
+              "ceiling": ceiling(domain, pairs, budget.batch_size, args.beta,
+                                 {"ours": summarise(ours)["ms_per_step"], "trl": summarise(theirs)["ms_per_step"]}),
               "repetitions": {"ours": ours, "trl": theirs}}
     tag = f"dpo_vs_trl_{args.preset}" + ("_precompute" if args.precompute_ref else "")
-    write(result, tag)
-    print((RESULTS / f"{tag}.md").read_text())
+    print(write(result, tag, args.out).read_text())
+    return result
 
 
 if __name__ == "__main__":

@@ -197,3 +197,23 @@ def test_standard_summary_says_whether_each_method_improves_on_the_reference(tmp
     assert rows["dpo"]["normalized_score"]["std"] == pytest.approx(2.0)
     assert rows["dpo"]["time/total_s"]["mean"] == pytest.approx(61.0)
     assert "| dpo | 3 | 1.82 ± 0.02 |" in (tmp_path / "text_standard.md").read_text()
+
+
+def test_dpo_vs_trl_agrees_with_trl_and_bounds_the_ratio(tmp_path: Path, cache_dir: Path) -> None:
+    """``benchmarks/dpo_vs_trl.py`` on the smoke text model: our step (chosen and rejected in one
+    pass) and TRL's DPOTrainer, from the same weights on the same pairs, give the same losses step
+    by step; the page reports the FLOP ceiling, which must be consistent with the measured times."""
+    sys.path.insert(0, str(SCRIPT.parent))  # the script imports its sibling flop_utilisation
+    try:
+        spec = importlib.util.spec_from_file_location("dpo_vs_trl", SCRIPT.parent / "dpo_vs_trl.py")
+        dvt = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(dvt)
+        res = dvt.main(["--preset", "smoke", "--steps", "4", "--reps", "1", "--out", str(tmp_path)])
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    agr, c = res["agreement"], res["ceiling"]
+    assert agr["steps"] == 4 and agr["max_abs_diff"] < 1e-5, agr
+    assert agr["first_loss_ours"] == pytest.approx(0.693147, abs=1e-5)  # log 2: policy = reference at step 0
+    assert c["gflop_per_step"] > 0 and 0 < c["utilisation_ours"] < 1.5
+    assert c["max_speedup_over_trl"] == pytest.approx(1 / c["utilisation_trl"], rel=1e-6)  # peak ÷ TRL's rate
+    assert "no implementation of this step can run more than" in (tmp_path / "dpo_vs_trl_smoke.md").read_text()

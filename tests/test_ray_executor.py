@@ -160,7 +160,7 @@ def test_ray_grid_killed_with_sigkill_resumes_without_losing_or_duplicating_cell
     process group, cluster included) after its first cell is done; rerun, every cell ends done once
     and the cells finished before the kill are not run again."""
     args = ["grid", "--algos", "sft,dpo", "--domains", "text", "--seeds", "2", "--preset", "smoke",
-            "--budget", "steps=600", "--executor", "ray", "--workers", "2", "-q"]
+            "--budget", "steps=250", "--executor", "ray", "--workers", "2", "-q"]
     db = home / "prefbench.sqlite"
     env = {**os.environ, "PREFBENCH_HOME": str(home)}
     proc = subprocess.Popen([sys.executable, "-m", "benchmark.cli", *args], env=env, cwd=ROOT,

@@ -40,7 +40,7 @@ class AutoregressivePolicy(Policy):
         p = ctx.prompt_ids.shape[1]
         ids = torch.cat([ctx.prompt_ids, smp.tokens], dim=1)
         attn = torch.cat([ctx.prompt_mask, torch.ones_like(smp.tokens)], dim=1)
-        out = self.model(input_ids=ids, attention_mask=attn, position_ids=_positions(attn))
+        out = self.model(input_ids=ids, attention_mask=attn, position_ids=_positions(attn), use_cache=False)
         return out.logits[:, p - 1 : -1]
 
     def step_log_prob(self, contexts: Contexts, samples: Samples, *, noise: Noise | None = None
@@ -142,7 +142,8 @@ class SequenceScorer(Scorer):
         tokens, mask = samples.tokens.to(dev), samples.mask.to(dev)
         ids = torch.cat([contexts.prompt_ids.to(dev), tokens], dim=1)
         attn = torch.cat([contexts.prompt_mask.to(dev).long(), torch.ones_like(tokens)], dim=1)
-        h = self.backbone(input_ids=ids, attention_mask=attn, position_ids=_positions(attn)).last_hidden_state
+        h = self.backbone(input_ids=ids, attention_mask=attn, position_ids=_positions(attn),
+                          use_cache=False).last_hidden_state
         if self.kind == "step_reward":
             out = self.head(h[:, p:]).squeeze(-1)
         elif self.kind == "v":
@@ -163,7 +164,7 @@ class SequenceScorer(Scorer):
                 raise ValueError("a reward scorer needs samples")
             ids = torch.cat([ids, samples.tokens.to(dev)], dim=1)
             attn = torch.cat([attn, samples.mask.to(dev).long()], dim=1)
-        out = self.backbone(input_ids=ids, attention_mask=attn, position_ids=_positions(attn))
+        out = self.backbone(input_ids=ids, attention_mask=attn, position_ids=_positions(attn), use_cache=False)
         h = out.last_hidden_state
         last = attn.shape[1] - 1 - torch.flip(attn, dims=[1]).argmax(dim=1)  # last attended position
         return self.head(h[torch.arange(h.shape[0], device=dev), last]).squeeze(-1)
