@@ -19,7 +19,8 @@ initial noise), all frames of all cells in step. How to read the GIF:
   ``frames / fps`` seconds.
 
 Matplotlib is used without pyplot (a bare ``Figure`` on the Agg canvas: no GUI, nothing registered
-that would need closing); artists are made once and only their data change per frame.
+that would need closing); artists are made once and only their data change per frame, and only the
+moving ones are redrawn (the titles, prompts, axes and ground once: ``benchmark.animation``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from benchmark.animation import blit_frames, save_gif
 
 AZIMUTH_DEG = 45.0
 """Rotation of the view about the vertical axis (0: from +z, facing a figure that faces +z; 90: from +x)."""
@@ -113,19 +116,6 @@ def _limits(cells: list[_Cell], ground: np.ndarray) -> tuple[tuple[float, float]
 
 
 @functools.cache
-def _canvas_class() -> type:
-    """The Agg canvas, less ``draw_idle``: an animation being saved calls it after every frame and then
-    draws the frame again to grab it; one draw per frame is enough (and twice as fast)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    class _OneDrawCanvas(FigureCanvasAgg):
-        def draw_idle(self, *args, **kwargs) -> None:
-            pass
-
-    return _OneDrawCanvas
-
-
-@functools.cache
 def _palette():
     """A fixed GIF palette: white, and ramps from white to every colour drawn (antialiased edges fall
     on the ramps). One palette for every frame: still parts of a figure stay pixel-identical."""
@@ -142,29 +132,15 @@ def _palette():
     return palette
 
 
-@functools.cache
-def _writer_class() -> type:
-    """``PillowWriter`` that maps each frame onto the fixed :func:`_palette` as it grabs it (no
-    dithering): faster than Pillow's per-frame median cut, and nothing flickers between frames."""
-    from matplotlib.animation import PillowWriter
-    from PIL import Image
-
-    class _FixedPaletteWriter(PillowWriter):
-        def grab_frame(self, **savefig_kwargs) -> None:
-            super().grab_frame(**savefig_kwargs)
-            self._frames[-1] = self._frames[-1].convert("RGB").quantize(palette=_palette(), dither=Image.Dither.NONE)
-
-    return _FixedPaletteWriter
-
-
 def _figure(prompts: list[str], column_titles: Sequence[str], size: float):
     """The figure and its grid of empty square axes (rows × columns), with prompts and column titles."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     n_rows, n_cols = len(prompts), len(column_titles)
     width, height = n_cols * size, TITLE_IN + n_rows * (PROMPT_IN + size)
     fig = Figure(figsize=(width, height), dpi=DPI, facecolor="white")
-    _canvas_class()(fig)
+    FigureCanvasAgg(fig)
     for j, title in enumerate(column_titles):
         fig.text((j + 0.5) / n_cols, 1 - TITLE_IN / 2 / height, title, ha="center", va="center",
                  fontsize=9, fontweight="bold")
@@ -227,7 +203,7 @@ def animate(rows: list[tuple[str, list[np.ndarray]]], parents: Sequence[int], pa
     False for a right one, None for a centre one (colours the bone to its parent); ``size``: inches
     per cell. The GIF has as many frames as the longest motion, at ``fps``.
     """
-    from matplotlib.animation import FuncAnimation
+    from PIL import Image
 
     motions = _check(rows, parents, column_titles, left)
     parent_arr = np.asarray(parents, dtype=int)
@@ -241,13 +217,11 @@ def animate(rows: list[tuple[str, list[np.ndarray]]], parents: Sequence[int], pa
     fig, axes = _figure([prompt for prompt, _ in rows], column_titles, size)
     for ax, cell in zip([ax for row in axes for ax in row], cells):
         _draw_cell(ax, cell, ground, bone_colors, limits)
-    n_frames = max(len(c.joints) for c in cells)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    anim = FuncAnimation(fig, lambda f: _update(cells, children, parent_arr[children], f), frames=n_frames,
-                         init_func=lambda: None, blit=False, repeat=False, cache_frame_data=False)
+    moving = [a for c in cells for a in (c.trail_art, c.bones_art, c.joints_art)]
     try:
-        anim.save(str(path), writer=_writer_class()(fps=fps), dpi=DPI)
+        rgbs = blit_frames(fig, moving, max(len(c.joints) for c in cells),
+                           lambda f: _update(cells, children, parent_arr[children], f))
+        frames = [Image.fromarray(rgb).quantize(palette=_palette(), dither=Image.Dither.NONE) for rgb in rgbs]
     finally:
         fig.clear()  # a bare Figure is not registered with pyplot: clearing it frees its artists
-    return path
+    return save_gif(frames, path, fps)

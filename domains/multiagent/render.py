@@ -22,7 +22,8 @@ state), all frames of all cells in step. How to read the GIF:
 
 Matplotlib is used without pyplot (a bare ``Figure`` on the Agg canvas: no GUI, nothing registered
 that would need closing) and imported only when drawing; artists are made once and only their data
-change per frame. Frames are mapped onto one fixed palette (white, and ramps from white to every
+change per frame, and only the moving ones are redrawn (titles, captions and arenas once:
+``benchmark.animation``). Frames are mapped onto one fixed palette (white, and ramps from white to every
 colour drawn), so still parts of a cell stay pixel-identical between frames.
 """
 
@@ -34,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from benchmark.animation import blit_frames, save_gif
 
 KINDS = ("agent", "landmark", "prey", "obstacle")
 TRAILING = ("agent", "prey")
@@ -233,13 +236,12 @@ def _update(cell: _Cell, frame: int) -> None:
     cell.trail_art.set_color(colors or "none")
 
 
-def _grab(fig, palette: np.ndarray):
-    """Draw the figure and return it as a palette image, every pixel mapped to its nearest palette
-    colour (exactly, and without dithering; Pillow's own mapping is coarser)."""
+def _to_palette(rgb: np.ndarray, palette: np.ndarray):
+    """An RGB frame as a palette image, every pixel mapped to its nearest palette colour (exactly,
+    and without dithering; Pillow's own mapping is coarser)."""
     from PIL import Image
 
-    fig.canvas.draw()
-    rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3].astype(np.int32)
+    rgb = rgb.astype(np.int32)
     packed = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
     uniq, inverse = np.unique(packed, return_inverse=True)
     cols = np.stack([uniq >> 16, (uniq >> 8) & 255, uniq & 255], axis=1)
@@ -248,13 +250,6 @@ def _grab(fig, palette: np.ndarray):
     image = Image.frombytes("P", (index.shape[1], index.shape[0]), index.tobytes())
     image.putpalette(palette.ravel().tolist())
     return image
-
-
-def _durations(n: int, fps: int) -> list[int]:
-    """Per-frame durations (ms) for ``n`` frames at ``fps``: GIFs count in 10 ms, so the frames get
-    multiples of 10 whose running total stays within 5 ms of ``frames / fps`` (at 8 fps: 130, 120, …)."""
-    ends = [int((i + 1) * 100 / fps + 0.5) * 10 for i in range(n)]
-    return [b - a for a, b in zip([0, *ends[:-1]], ends)]
 
 
 def animate_episodes(rows: list[tuple[str, list[Panel]]], path: Path, *, fps: int = 8, size: float = 2.6) -> Path:
@@ -275,15 +270,9 @@ def animate_episodes(rows: list[tuple[str, list[Panel]]], path: Path, *, fps: in
                 _caption(fig, ax, panel.caption, size)
         palette = _palette([ARENA_RGB, EDGE_RGB, OBSTACLE_RGB, TEXT_RGB,
                             *(rgb for c in cells for rgb in c.panel.colors)])
-        frames = []
-        for frame in range(max(len(c.positions) for c in cells)):
-            for cell in cells:
-                _update(cell, frame)
-            frames.append(_grab(fig, palette))
+        moving = [a for c in cells for a in (c.trail_art, *c.circles, *(label for _, label in c.labels))]
+        frames = [_to_palette(rgb, palette) for rgb in blit_frames(
+            fig, moving, max(len(c.positions) for c in cells), lambda f: [_update(c, f) for c in cells])]
     finally:
         fig.clear()  # a bare Figure is not registered with pyplot: clearing it frees its artists
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frames[0].save(path, format="GIF", save_all=True, append_images=frames[1:], duration=_durations(len(frames), fps),
-                   loop=0)
-    return path
+    return save_gif(frames, path, fps)
