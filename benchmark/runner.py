@@ -212,6 +212,13 @@ def preparation_key(domain: Domain, cache: PreparationCache) -> str:
     return cache.key(cls.name, domain.build_config(), [package, *cls.cache_deps, *PREPARATION_DEPS])
 
 
+def loaded_domains_limit() -> int:
+    """How many prepared domains a process keeps in memory, least recently used out first:
+    ``$PREFBENCH_LOADED_DOMAINS``, default 1 (a prepared domain can take gigabytes; the test suite,
+    whose smoke domains are small, keeps them all rather than reload one per test)."""
+    return max(1, int(os.environ.get("PREFBENCH_LOADED_DOMAINS", "1")))
+
+
 def prepare_domain(domain_cls: type[Domain], cfg: Any, cache: PreparationCache, device: torch.device,
                    progress: Progress) -> tuple[Domain, dict, bool]:
     """Build (or load from the cache) a domain: (domain, reference statistics, built_now)."""
@@ -219,7 +226,7 @@ def prepare_domain(domain_cls: type[Domain], cfg: Any, cache: PreparationCache, 
     key = preparation_key(domain, cache)
     memo = (domain_cls.name, key, str(device))
     if memo in _LOADED:
-        cached, stats = _LOADED[memo]
+        cached, stats = _LOADED[memo] = _LOADED.pop(memo)  # now the most recently used
         cached.cfg = cfg  # runtime fields (e.g. lr) may differ
         return cached, stats, False
 
@@ -235,7 +242,8 @@ def prepare_domain(domain_cls: type[Domain], cfg: Any, cache: PreparationCache, 
             raise KeyError("reference_eval.splits")
 
     state, built = cache.get_or_build(domain_cls.name, key, build, validate=usable)  # the domain holds state
-    _LOADED.clear()  # keep one prepared domain in memory (they can be large)
+    while _LOADED and len(_LOADED) >= loaded_domains_limit():  # forget the least recently used
+        _LOADED.pop(next(iter(_LOADED)))
     _LOADED[memo] = (domain, state["reference_eval"])
     return domain, state["reference_eval"], built
 

@@ -54,13 +54,14 @@ class PeakRSS:
         self.growth = self.peak - self.base
 
 
-def load_domain(preset: str) -> Any:
-    """The prepared text domain of ``preset`` (built into the preparation cache if missing)."""
+def load_domain(preset: str, sets: tuple[str, ...] = ()) -> Any:
+    """The prepared text domain of ``preset`` with domain overrides ``sets`` (built into the
+    preparation cache if missing)."""
     from benchmark.cache import PreparationCache
     from benchmark.progress import Progress
     from benchmark.runner import CellRequest, prepare_domain, resolve
 
-    cell = resolve(CellRequest("dpo", "text", preset=preset))
+    cell = resolve(CellRequest("dpo", "text", preset=preset, domain_sets=sets))
     domain, _, _ = prepare_domain(cell.domain_cls, cell.domain_cfg, PreparationCache(None), torch.device("cpu"),
                                   Progress())
     return domain, cell.budget
@@ -236,7 +237,9 @@ def write(result: dict[str, Any], tag: str, out: Path = RESULTS) -> Path:
         f"{m['loadavg_after']} after."
         + (" **The machine was shared with a background job** that kept its cores busy: absolute times are "
            "inflated and noisy; the ratio is the number to read." if busy(m) else ""), "",
-        f"TRL's `precompute_ref_log_probs`: {result.get('precompute', False)}.", "",
+        f"TRL's `precompute_ref_log_probs`: {result.get('precompute', False)}."
+        + (f" Token preparation ({', '.join(result['domain_sets'])}): the preset's shapes, untrained weights."
+           if result.get("domain_sets") else ""), "",
         "| | ms/step (median) | wall ms/step | peak RSS growth (MB) |", "|---|---|---|---|",
         f"| prefbench dpo | {ours['ms_per_step']:.2f} | {ours['wall_ms_per_step']:.2f} | "
         f"{ours['peak_rss_growth_mb']:.1f} |",
@@ -264,6 +267,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--beta", type=float, default=0.1)
     ap.add_argument("--precompute-ref", action="store_true", help="TRL with precompute_ref_log_probs=True")
     ap.add_argument("--out", type=Path, default=RESULTS, help="where the results go")
+    ap.add_argument("--token-prep", action="store_true",
+                    help="prepare the domain with flop_utilisation.py's token budget (the preset's model and "
+                         "batch, untrained weights: speed only; minutes instead of ten at standard)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     import tempfile
@@ -277,7 +283,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from benchmark.export import trl_rows
 
     info = machine(args.threads)
-    domain, budget = load_domain(args.preset)
+    from flop_utilisation import TOKEN_PREP
+
+    sets = TOKEN_PREP["text"] if args.token_prep else ()
+    domain, budget = load_domain(args.preset, sets)
     n = args.steps * budget.batch_size
     pairs = default_pairs(domain)
     if len(pairs) < n:
@@ -295,7 +304,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             if not first_ours:
                 ours.append(run_ours(domain, pairs, args.steps, budget.batch_size, args.beta))
     info["loadavg_after"] = os.getloadavg()
-    result = {"preset": args.preset, "precompute": args.precompute_ref, "steps": args.steps,
+    result = {"preset": args.preset, "domain_sets": list(sets), "precompute": args.precompute_ref, "steps": args.steps,
               "batch": budget.batch_size, "beta": args.beta,
               "lr": domain.spec.lr, "reps": args.reps, "params": sum(p.numel() for p in domain.reference.parameters()),
               "machine": info, "ours": summarise(ours), "trl": summarise(theirs),

@@ -16,11 +16,11 @@ matmul, and the step's own heaviest matmul or convolution shape (recorded by for
 policy's ``Linear``, GPT-2 ``Conv1D`` and ``Conv1d``/``Conv2d`` layers), each the median of
 repetitions. Utilisation = achieved FLOP/s ÷ peak.
 
-Standard presets whose preparation would take long on this machine (image, motion, robot,
-multiagent) are prepared with **token budgets** (``TOKEN_PREP``: one reference-training step, a
-handful of pool and evaluation contexts): the models have the standard shapes and the batch is the
-standard budget's, which is all a step's FLOPs and speed depend on; their weights are untrained,
-which they do not depend on. Text is prepared in full (its preparation cache is reused).
+Standard presets, whose preparation takes from minutes (multiagent) to ten (text) on this machine,
+are prepared with **token budgets** (``TOKEN_PREP``: one reference-training step, a handful of pool
+and evaluation contexts): the models have the standard shapes and the batch is the standard
+budget's, which is all a step's FLOPs and speed depend on; their weights are untrained, which they
+do not depend on.
 
 Writes ``benchmarks/results/<tag>.{json,md}`` (default ``flop_utilisation``) with the machine, torch version, threads
 and load average.
@@ -43,6 +43,8 @@ import torch
 RESULTS = Path(__file__).parent / "results"
 #: preparation overrides for standard models that keep their shapes and skip the training
 TOKEN_PREP: dict[str, tuple[str, ...]] = {
+    "text": ("sft_steps=1", "train_contexts=64", "pool_contexts=512", "eval_contexts=8", "indist_contexts=8",
+             "best_of=2"),
     "image": ("ref_steps=1", "ref_data=64", "classifier_steps=1", "train_contexts=8", "pool_contexts=8",
               "eval_contexts=8", "indist_contexts=8", "best_of=2"),
     "motion": ("ref_steps=1", "ref_data=64", "evaluator_data=64", "evaluator_steps=1", "train_contexts=8",
@@ -58,7 +60,7 @@ def prepare(domain: str, preset: str) -> tuple[Any, Any, str]:
     from benchmark.progress import Progress
     from benchmark.runner import CellRequest, prepare_domain, resolve
 
-    sets = TOKEN_PREP.get(domain, ()) if preset != "quick" else ()
+    sets = TOKEN_PREP.get(domain, ()) if preset in ("standard", "full") else ()
     cell = resolve(CellRequest("dpo", domain, preset=preset, domain_sets=sets))
     dom, _, _ = prepare_domain(cell.domain_cls, cell.domain_cfg, PreparationCache(), torch.device("cpu"), Progress())
     return dom, cell.budget, "token preparation: " + ", ".join(sets) if sets else "full preparation"

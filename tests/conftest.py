@@ -13,6 +13,7 @@ from benchmark.cache import PreparationCache
 # Tests run on the smoke preset, on the CPU, with deterministic kernels.
 torch.use_deterministic_algorithms(True, warn_only=True)
 os.environ.setdefault("PREFBENCH_DEVICE", "cpu")
+os.environ.setdefault("PREFBENCH_LOADED_DOMAINS", "8")  # every smoke domain stays loaded (no reload per test)
 if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest-xdist: one worker per core, one torch thread each
     torch.set_num_threads(1)
     os.environ["OMP_NUM_THREADS"] = "1"  # and for the subprocesses tests start (bench, executors, sandbox)

@@ -173,3 +173,25 @@ def test_a_done_cell_records_its_timings_and_peak_memory(home: Path, cache) -> N
     assert t["train_s"] + t["eval_s"] > 0
     assert 0 < t["checkpoints_s"] < t["train_s"]  # the over-optimisation probes are part of training's wall
     assert 50 < t["peak_rss_mb"] < 64 * 1024  # a torch process holds tens of MiB at least
+
+
+def test_prepared_domains_stay_loaded_up_to_the_limit(cache, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``$PREFBENCH_LOADED_DOMAINS`` prepared domains stay in memory, the least recently used out first."""
+    from benchmark import runner
+    from benchmark.progress import Progress
+
+    def prepare(name: str):
+        cell = resolve(CellRequest("sft", name, preset="smoke"))
+        return runner.prepare_domain(cell.domain_cls, cell.domain_cfg, cache, torch.device("cpu"), Progress())[0]
+
+    monkeypatch.setenv("PREFBENCH_LOADED_DOMAINS", "2")
+    runner._LOADED.clear()
+    text = prepare("text")
+    prepare("motion")
+    assert prepare("text") is text  # kept, and now the most recently used
+    prepare("multiagent")  # motion goes
+    assert [k[0] for k in runner._LOADED] == ["text", "multiagent"]
+    monkeypatch.setenv("PREFBENCH_LOADED_DOMAINS", "1")
+    prepare("motion")
+    assert [k[0] for k in runner._LOADED] == ["motion"]
+    assert prepare("text") is not text  # reloaded from the cache

@@ -107,7 +107,7 @@ class Hog(Algorithm):
     ("glutton", "        return torch.ones(int(6e9), dtype=torch.uint8)",
      ["--memory-gb", "1"], "ran out of its memory limit"),
     ("burner", "        x = torch.zeros(1)\n        while True:\n            x = x + 1",
-     ["--cpu-time", "15"], "ran past its CPU-time limit of 16 s"),
+     ["--cpu-time", "8"], "ran past its CPU-time limit of 9 s"),
 ])
 def test_limits_fail_only_the_offending_cell(home: Path, tmp_path: Path, name: str, body: str, flags: list[str],
                                              reason: str) -> None:
