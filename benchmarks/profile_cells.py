@@ -63,7 +63,7 @@ def measure(codes: dict[str, Path], args: argparse.Namespace) -> dict[str, dict[
     labels = list(codes)
     for domain in args.domains:
         runs[domain] = {label: [] for label in labels}
-        for label in labels:  # warm-up: builds the preparation of this code version if missing
+        for label in labels if args.warmup else []:  # builds the preparation of this code version if missing
             print(f"warm-up {label} {domain} ...", flush=True)
             bench_run(codes[label], args.algo, domain, args.preset, args.cache, args.threads)
         for rep in range(args.reps):
@@ -120,6 +120,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "prefbench_profile_cache",
                     help="the preparation cache both versions share (keys differ where their code does)")
+    ap.add_argument("--no-warmup", dest="warmup", action="store_false",
+                    help="skip the warm-up runs (the cache already holds every version's preparations)")
     args = ap.parse_args()
     codes = {"before": args.before, "after": args.after} if args.before else {"after": args.after}
     machine = {"platform": platform.platform(), "cores": os.cpu_count(), "threads": args.threads,
