@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import random
-import time
 
 import numpy as np
 import pytest
@@ -110,15 +109,13 @@ def test_foot_contacts_follow_speed_and_height() -> None:
     assert (K.foot_contacts(sliding) == 0).all()
 
 
-def test_feature_conversion_is_fast() -> None:
-    pos = np.tile(np.stack([M.generate(m, random.Random(4), 48) for m in M.all_meanings()]), (50, 1, 1, 1))
-    assert len(pos) == 2000
-    start = time.perf_counter()
+def test_feature_conversion_of_a_batch_matches_one_motion_at_a_time() -> None:
+    """The batched kernels (timed in benchmarks/motion_kernels.py) treat each motion on its own."""
+    pos = np.stack([M.generate(m, random.Random(4), 48) for m in M.all_meanings()[:6]])
     feats = K.to_features(pos)
-    middle = time.perf_counter()
-    K.from_features(feats)
-    end = time.perf_counter()
-    assert middle - start < 1.0 and end - middle < 1.0, (middle - start, end - middle)
+    for i in range(len(pos)):
+        np.testing.assert_allclose(feats[i], K.to_features(pos[i:i + 1])[0], atol=1e-5)
+    np.testing.assert_allclose(K.from_features(feats)[2], K.from_features(feats[2:3])[0], atol=1e-5)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -316,12 +313,10 @@ def test_oracle_degrades_gracefully_with_feature_noise(draws, by_source) -> None
     assert all(a > b for a, b in itertools.pairwise(golds)), golds
 
 
-def test_score_is_fast(by_source, draws) -> None:
-    pos = np.tile(by_source["clean"], (10, 1, 1, 1))
-    meanings = draws * 10
-    M.score(meanings[:10], pos[:10])  # warm up
-    start = time.perf_counter()
+def test_score_of_a_batch_matches_one_motion_at_a_time(by_source, draws) -> None:
+    """Scoring (timed in benchmarks/motion_kernels.py) is row-wise: no motion sees another's."""
+    pos, meanings = by_source["clean"][:8], draws[:8]
     comps = M.score(meanings, pos)
-    elapsed = time.perf_counter() - start
-    assert comps.shape == (2000, len(M.COMPONENTS))
-    assert elapsed < 2.0, elapsed
+    assert comps.shape == (8, len(M.COMPONENTS))
+    for i in (0, 5):
+        np.testing.assert_allclose(comps[i], M.score(meanings[i:i + 1], pos[i:i + 1])[0], atol=1e-5)
