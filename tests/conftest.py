@@ -44,3 +44,14 @@ def home(tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Pa
     monkeypatch.setenv("PREFBENCH_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("PREFBENCH_CACHE", str(cache_dir))
     return tmp_path / "home"
+
+
+@pytest.fixture(scope="session")
+def warm_bench(cache_dir: Path):
+    """``bench`` through a forking server that imported the CLI once (``tests/warm_bench.py``): for
+    the tables of bad inputs, where the interpreter's start would be most of each case's time."""
+    from warm_bench import start
+
+    server = start()
+    yield server
+    server.close()

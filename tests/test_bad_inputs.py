@@ -1,7 +1,9 @@
 """Bad inputs and faults, as a table: each one a one-line message that names the fix, its exit
 status, no traceback, and afterwards the store still opens with every finished cell in it.
 
-Every case runs ``bench`` as a user would (a subprocess, a real SQLite store, the smoke preset).
+Every case runs ``bench`` as a user would (a fresh process, a real SQLite store, the smoke preset):
+forked from a server that imported the CLI once (``tests/warm_bench.py``), or, where the case's
+environment changes what is imported (plugins on ``PYTHONPATH``), a new interpreter.
 The faults that cannot be made from outside a process as root (a read-only database, a disk that
 fills during a write) are in ``test_faults.py``, in-process, on the real SQLite errors.
 """
@@ -101,6 +103,11 @@ def broken_plugin(home: Path) -> None:
     (dist / "entry_points.txt").write_text(BROKEN_PLUGIN_ENTRY)
 
 
+def run_ids(store: Path) -> set[str]:
+    with Store(store, readonly=True) as st:
+        return {r.run_id for r in st.records()}
+
+
 def first_run_id(home: Path) -> str:
     with Store(home / "prefbench.sqlite", readonly=True) as st:
         return st.records()[0].run_id
@@ -124,6 +131,7 @@ CASES = [
     Case("--set refused by the config", ["run", "-a", "dpo", *SMOKE, "--set", "loss_type=robust",
                                          "--set", "label_smoothing=0.6"], "must be in [0, 0.5)"),
     Case("--budget negative", ["run", "-a", "dpo", *SMOKE, "--budget", "steps=-5"], "steps must be >= 0"),
+    Case("--budget not a number", ["run", "-a", "dpo", *SMOKE, "--budget", "steps=many"], "--budget steps=many"),
     Case("--budget zero batch", ["run", "-a", "dpo", *SMOKE, "--budget", "batch_size=0"], "batch_size must be >= 1"),
     Case("--domain-set unknown key", ["run", "-a", "dpo", *SMOKE, "--domain-set", "vocab=3"], "has no such key"),
     Case("negative seed", ["run", "-a", "dpo", *SMOKE, "--seed", "-3"], "seeds are non-negative"),
@@ -200,19 +208,21 @@ def test_the_table_is_long_enough() -> None:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_bad_input_or_fault(case: Case, template: Path, tmp_path: Path, cache_dir: Path) -> None:
+def test_bad_input_or_fault(case: Case, template: Path, tmp_path: Path, cache_dir: Path, warm_bench) -> None:
     home = tmp_path / "home"
     shutil.copytree(template, home)
     if case.setup is not None:
         case.setup(home)
     store = home / "prefbench.sqlite"
     before = store.read_bytes() if not case.store_kept else None
+    stored = run_ids(store) if case.store_kept else set()
     fill = {"home": str(home), "first_char": first_run_id(home)[0] if case.store_kept else ""}
     env = {**os.environ, "PREFBENCH_HOME": str(home), "PREFBENCH_CACHE": str(cache_dir), "COLUMNS": "300",
            **{k: v.format(**fill) for k, v in case.env.items()}}
     if "PYTHONPATH" in case.env and os.environ.get("PYTHONPATH"):
         env["PYTHONPATH"] += os.pathsep + os.environ["PYTHONPATH"]
-    out = bench(*[a.format(**fill) for a in case.args], env=env)
+    args = [a.format(**fill) for a in case.args]
+    out = bench(*args, env=env) if "PYTHONPATH" in case.env else warm_bench.run(*args, env=env)
     assert out.returncode == case.code, (out.returncode, out.stdout[-2000:], out.stderr[-2000:])
     assert "Traceback" not in out.stderr + out.stdout
     if case.code == 0:
@@ -224,5 +234,7 @@ def test_bad_input_or_fault(case: Case, template: Path, tmp_path: Path, cache_di
     if case.store_kept:
         with Store(store, readonly=True) as st:
             assert first_run_id(template) in {r.run_id for r in st.records(status="done")}
+        if case.code != 0:
+            assert run_ids(store) == stored, "a refused command must not add or drop a cell"
     else:
         assert store.read_bytes() == before, "a file that is not a prefbench store must never be written"

@@ -70,41 +70,6 @@ def test_set_overrides_reach_the_config(env: dict, home: Path) -> None:
     assert cfg["algo_config"]["beta"] == 0.05 and cfg["seed"] == 2
 
 
-@pytest.mark.parametrize(
-    ("args", "expected"),
-    [
-        (["run", "-a", "dpx", "-d", "text", "-p", "smoke"], "unknown algorithm 'dpx': did you mean 'dpo'?"),
-        (["run", "-a", "dpo", "-d", "txt", "-p", "smoke"], "unknown domain 'txt': did you mean 'text'?"),
-        (["run", "-a", "dpo", "-d", "text", "-p", "smok"], "unknown preset 'smok'"),
-        (["run", "-a", "dpo", "-d", "text", "-p", "smoke", "-c", "noisy"], "unknown condition 'noisy'"),
-        (["run", "-a", "dpo", "-d", "text", "-p", "smoke", "--set", "betta=0.1"],
-         "--set betta: algorithm dpo has no such key; did you mean 'beta'?"),
-        (["run", "-a", "dpo", "-d", "text", "-p", "smoke", "--set", "beta=high"],
-         "--set beta=high: algorithm dpo beta expects float"),
-        (["run", "-a", "dpo", "-d", "text", "-p", "smoke", "--set", "loss_type=cubic"],
-         "loss_type must be one of sigmoid, hinge, robust"),
-        (["run", "-a", "dpo", "-d", "text", "-p", "smoke", "--budget", "steps=many"], "--budget steps=many"),
-        (["run", "-a", "dpo", "-d", "text", "-p", "smoke", "--seed", "-3"], "seeds are non-negative"),
-        (["show", "nosuchrun"], "no store at"),
-    ],
-)
-def test_bad_input_is_one_line_with_the_fix(args: list[str], expected: str, env: dict) -> None:
-    out = bench(*args, env=env)
-    assert out.returncode == 2
-    assert "Traceback" not in out.stderr and "Traceback" not in out.stdout
-    lines = [ln for ln in out.stderr.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1, out.stderr
-    assert expected in lines[0].replace("  ", " ")
-
-
-def test_unwritable_store_is_a_one_line_error(env: dict, tmp_path: Path) -> None:
-    blocker = tmp_path / "a-file"
-    blocker.write_text("not a directory")
-    out = bench("run", "-a", "dpo", "-d", "text", "-p", "smoke", "--store", str(blocker / "s.sqlite"), env=env)
-    assert out.returncode == 2 and "Traceback" not in out.stderr
-    assert "cannot write the store" in out.stderr and "--store" in out.stderr
-
-
 def test_show_unknown_run_in_an_existing_store(env: dict, home: Path) -> None:
     assert bench("run", "-a", "sft", "-d", "text", "-p", "smoke", "-q", env=env).returncode == 0
     out = bench("show", "zzzz", env=env)

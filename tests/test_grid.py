@@ -195,20 +195,3 @@ def test_plan_skips_done_and_na_reruns_running_and_failed(home: Path) -> None:
         get_executor("process", 2, address="127.0.0.1:6379")
 
 
-@pytest.mark.parametrize(
-    ("args", "expected"),
-    [
-        (["--algos", "dpx"], "unknown algorithm 'dpx': did you mean 'dpo'?"),
-        (["--seeds", "three"], "--seeds three: give a count"),
-        (["--executor", "dask"], "--executor dask: unknown executor; valid executors are"),
-        (["--set", "betta=0.1"], "--set betta: none of the algorithms"),
-        (["--workers", "0", "--executor", "process"], "--workers 0"),
-    ],
-)
-def test_grid_bad_input_is_one_line(args: list[str], expected: str, home: Path) -> None:
-    out = bench("grid", "--preset", "smoke", "--algos", "sft,dpo", "--domains", "text", *args, home=home)
-    assert out.returncode == 2, out.stdout + out.stderr
-    lines = [ln for ln in out.stderr.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
-    assert expected in lines[0].replace("  ", " "), lines[0]
-    assert not (home / "prefbench.sqlite").exists() or not rows(home / "prefbench.sqlite")

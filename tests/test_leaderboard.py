@@ -208,7 +208,7 @@ def test_every_format_is_a_pure_function_of_the_store(board_home: Path, tmp_path
     assert "<dc:date>" not in svg
 
 
-def test_leaderboard_bad_input_is_one_line(board_home: Path, tmp_path: Path) -> None:
+def test_leaderboard_bad_input_is_one_line(board_home: Path, tmp_path: Path, warm_bench) -> None:
     for args, expected in [
         (["--format", "html"], "pass --out DIR"),
         (["--format", "pdf"], "--format pdf: use md, csv, latex, html"),
@@ -216,7 +216,7 @@ def test_leaderboard_bad_input_is_one_line(board_home: Path, tmp_path: Path) -> 
         (["--baseline", "nosuch"], "--baseline nosuch: no such entry"),
         (["--store", str(tmp_path / "none.sqlite")], "no store at"),
     ]:
-        out = bench("leaderboard", *args, home=board_home)
+        out = warm_bench.run("leaderboard", *args, env={**os.environ, "PREFBENCH_HOME": str(board_home)})
         assert out.returncode == 2, (args, out.stdout, out.stderr)
         lines = [ln for ln in out.stderr.strip().splitlines() if ln.strip()]
         assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr

@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -173,13 +172,10 @@ def test_minari_export_round_trip(domain: RobotDomain, tmp_path: Path, monkeypat
         assert float(minari.get_normalized_score(ds, torch.tensor([hi]).numpy())[0]) == pytest.approx(1.0)
 
 
-def _bench(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, COLUMNS="200")
-    return subprocess.run([sys.executable, "-m", "benchmark.cli", *args], capture_output=True, text=True, env=env,
-                          timeout=300)
+def test_export_command_errors_are_one_line(home: Path, domain: RobotDomain, warm_bench) -> None:
+    def _bench(*args: str) -> subprocess.CompletedProcess:
+        return warm_bench.run(*args, env=dict(os.environ, COLUMNS="200"))
 
-
-def test_export_command_errors_are_one_line(home: Path, domain: RobotDomain) -> None:
     bad = _bench("export", "--domain", "robot", "--format", "csv", "--preset", "smoke", "--out", str(home))
     assert bad.returncode == 2 and "unknown export format" in bad.stderr and "Traceback" not in bad.stderr
     bad = _bench("export", "--domain", "robt", "--format", "minari", "--preset", "smoke")

@@ -140,7 +140,7 @@ exit 1
                                   "specified: gpux; check --partition"),
     ],
 )
-def test_slurm_mistakes_are_one_line(args: list[str], expected: str, home: Path, tmp_path: Path) -> None:
+def test_slurm_mistakes_are_one_line(args: list[str], expected: str, home: Path, tmp_path: Path, warm_bench) -> None:
     bare = tmp_path / "bin"  # a PATH without sbatch: only this Python (and a refusing sbatch for --partition)
     bare.mkdir()
     (bare / "python").symlink_to(sys.executable)
@@ -148,8 +148,9 @@ def test_slurm_mistakes_are_one_line(args: list[str], expected: str, home: Path,
         for name, text in (("sbatch", REFUSING_SBATCH), ("srun", "#!/bin/sh\nexit 1\n")):
             (bare / name).write_text(text)
             (bare / name).chmod(0o755)
-    out = bench("grid", "--preset", "smoke", "--algos", "sft", "--domains", "text", "--executor", "slurm", *args,
-                home=home, path=str(bare))
+    env = {**os.environ, "PREFBENCH_HOME": str(home), "COLUMNS": "200", "PATH": str(bare)}
+    out = warm_bench.run("grid", "--preset", "smoke", "--algos", "sft", "--domains", "text", "--executor", "slurm",
+                         *args, env=env)
     assert out.returncode == 2, out.stdout + out.stderr
     lines = [ln for ln in out.stderr.strip().splitlines() if ln.strip()]
     assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr

@@ -69,6 +69,7 @@ def test_editing_a_cached_module_changes_the_preparation_key(tmp_path) -> None:
     """The cache key covers every module whose output the preparation cache holds: an edit to
     evaluation.py (reference statistics) or data.py (seeds) in a copy of the repository rebuilds;
     an edit to the leaderboard does not."""
+    import json
     import shutil
     import subprocess
     import sys
@@ -78,21 +79,20 @@ def test_editing_a_cached_module_changes_the_preparation_key(tmp_path) -> None:
     copy = tmp_path / "repo"
     for sub in ("benchmark", "domains", "baselines", "leaderboard"):
         shutil.copytree(root / sub, copy / sub, ignore=shutil.ignore_patterns("__pycache__"))
-    probe = ("from benchmark.cache import PreparationCache\nfrom benchmark.runner import CellRequest, resolve, "
-             "preparation_key\nc = resolve(CellRequest('sft', 'text', preset='smoke'))\n"
-             f"print(preparation_key(c.domain_cls(c.domain_cfg), PreparationCache({str(tmp_path / 'c')!r})))")
-
-    def key() -> str:
-        env = {"PYTHONPATH": str(copy), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
-        out = subprocess.run([sys.executable, "-c", probe], cwd=copy, env=env, capture_output=True, text=True)
-        assert out.returncode == 0, out.stderr
-        return out.stdout.strip()
-
-    first = key()
-    (copy / "leaderboard" / "tables.py").write_text((copy / "leaderboard" / "tables.py").read_text() + "\n# x\n")
-    assert key() == first, "an unrelated module must not force a rebuild"
-    seen = {first}
-    for path in ("benchmark/evaluation.py", "benchmark/data.py", "benchmark/preparation.py"):
-        (copy / path).write_text((copy / path).read_text() + "\n# edited\n")
-        seen.add(key())
+    edits = ["leaderboard/tables.py", "benchmark/evaluation.py", "benchmark/data.py", "benchmark/preparation.py"]
+    probe = ("import json, pathlib\nfrom benchmark.cache import PreparationCache\n"
+             "from benchmark.runner import CellRequest, resolve, preparation_key\n"
+             "c = resolve(CellRequest('sft', 'text', preset='smoke'))\n"
+             f"cache = PreparationCache({str(tmp_path / 'c')!r})\n"
+             "def key(): return preparation_key(c.domain_cls(c.domain_cfg), cache)\n"
+             "keys = [key()]\n"
+             f"for path in {edits!r}:\n"
+             "    f = pathlib.Path(path); f.write_text(f.read_text() + '\\n# edited\\n'); keys.append(key())\n"
+             "print(json.dumps(keys))")
+    env = {"PYTHONPATH": str(copy), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", probe], cwd=copy, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    first, unrelated, *cached = json.loads(out.stdout)
+    assert unrelated == first, "an unrelated module must not force a rebuild"
+    seen = {first, *cached}
     assert len(seen) == 4, "each cached module's edit gives a new key (a rebuild)"
