@@ -129,11 +129,25 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def _make_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create the cache directory {path}: {e.strerror}; "
+                        "set PREFBENCH_CACHE (or --cache) to a writable directory") from None
+
+
 class PreparationCache:
     """Domain preparations on disk, keyed by config and source hash."""
 
     def __init__(self, root: Path | str | None = None):
         self.root = Path(root) if root is not None else default_cache_dir()
+
+    def ensure_writable(self) -> PreparationCache:
+        """Create the cache directory now, so that one that cannot be is a user error before any
+        cell is claimed (and stored as failed)."""
+        _make_dir(self.root)
+        return self
 
     def key(self, domain_name: str, cfg: Any, deps: list[str]) -> str:
         return hash_obj({"domain": domain_name, "config": cfg, "source": source_hash(deps)})
@@ -147,11 +161,7 @@ class PreparationCache:
         (truncated, written by other code), is rebuilt; a cache that cannot be written is warned
         about once and the built state used as it is."""
         path = self.path(domain_name, key)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise UserError(f"cannot create the cache directory {path.parent}: {e.strerror}; "
-                            "set PREFBENCH_CACHE (or --cache) to a writable directory") from None
+        _make_dir(path.parent)
         state = self._load(path, validate)
         if state is not None:
             return state, False

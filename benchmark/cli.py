@@ -213,6 +213,7 @@ def run_cmd(
         fail(f"--device {dev}: use cpu or cuda[:N]")
     cell = resolve(CellRequest(algo, domain, condition, seed, preset, tuple(sets or ()), tuple(domain_sets or ()),
                                tuple(budget_sets or ())))
+    pcache = PreparationCache(cache).ensure_writable()
     st = _open_store(store)
     existing = st.get(cell.run_id)
     if existing is not None and existing.status in ("done", "na") and not force:
@@ -224,7 +225,7 @@ def run_cmd(
         t0 = time.perf_counter()
         prog = make_progress(console, quiet)
         with live(prog):
-            rec = run_cell(cell, store=st, cache=PreparationCache(cache), device=dev, progress=prog, force=force,
+            rec = run_cell(cell, store=st, cache=pcache, device=dev, progress=prog, force=force,
                            notify=lambda msg: err_console.print(f"[yellow]{escape(msg)}[/]", highlight=False))
         console.print(f"wall time {time.perf_counter() - t0:.1f}s")
     _print_record(rec)
@@ -583,6 +584,9 @@ def grid_cmd(
         for c in todo:
             console.print(f"would run {c.run_id}  {escape(c.label)}")
         return
+    from benchmark.cache import PreparationCache
+
+    PreparationCache(cache).ensure_writable()  # a bad --cache is one line here, not a failed cell per worker
     settings = Settings(home=str(st.path.parent), cache_dir=str(cache) if cache else None, device=dev,
                         threads=threads)
     t0 = time.perf_counter()
@@ -753,7 +757,7 @@ def submit_cmd(
     console.print(f"[bold]{escape(cls.name)}[/] from {escape(str(path))} (sha256 {cls.source_sha256[:12]}): "  # type: ignore[attr-defined]
                   f"requires {', '.join(sorted(cls.requires)) or 'nothing'}")
     st = _open_store(store)
-    pcache = PreparationCache(cache)
+    pcache = PreparationCache(cache).ensure_writable()
     prog = make_progress(console, quiet, remove_finished=True)
     with live(prog):
         if not skip_checks:

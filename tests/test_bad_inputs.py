@@ -142,6 +142,9 @@ CASES = [
          setup=file_in_the_way),
     Case("cache path under a file", ["run", "-a", "sft", *SMOKE, "--cache", "{home}/blocker/cache"],
          "cannot create the cache directory", setup=file_in_the_way),
+    Case("grid cache path under a file", ["grid", "-a", "sft", *SMOKE, "--seeds", "1", "--cache",
+                                          "{home}/blocker/cache"], "cannot create the cache directory",
+         setup=file_in_the_way),
     Case("store timeout not a number", RUN, "PREFBENCH_STORE_TIMEOUT='soon': give seconds",
          env={"PREFBENCH_STORE_TIMEOUT": "soon"}),
     # -- bench submit ------------------------------------------------------------------------------
