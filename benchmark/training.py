@@ -41,26 +41,13 @@ def pair_logps(
     generator: torch.Generator,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """(log π_θ(y_w), log π_θ(y_l), log π_ref(y_w), log π_ref(y_l)); chosen and rejected share one
-    noise draw (Diffusion-DPO's shared t and ε). With an exact likelihood (no noise) and samples of
-    one shape, both sides go through each model in one forward pass of 2B (as TRL's
-    ``concatenated_forward``): half the calls, the same numbers up to float summation order."""
+    noise draw (Diffusion-DPO's shared t and ε). Each side is its own forward pass: one pass of 2B
+    (TRL's ``concatenated_forward``) was measured no faster on text or multi-agent and slower on
+    robot, whose MLP matmuls run slower per FLOP at twice the rows on this CPU (issue #19)."""
     noise = policy.draw_noise(contexts, chosen, generator=generator)
-    if noise is None and _stackable(chosen, rejected):
-        lp, lp_ref, _ = logps_with_reference(policy, reference, Batch.cat([contexts, contexts]),
-                                             Batch.cat([chosen, rejected]), generator, noise=None)
-        n = len(chosen)
-        return lp[:n], lp[n:], lp_ref[:n], lp_ref[n:]
     pi_w, ref_w, _ = logps_with_reference(policy, reference, contexts, chosen, generator, noise=noise)
     pi_l, ref_l, _ = logps_with_reference(policy, reference, contexts, rejected, generator, noise=noise)
     return pi_w, pi_l, ref_w, ref_l
-
-
-def _stackable(a: Samples, b: Samples) -> bool:
-    """Whether two sample batches concatenate: the same fields, shapes and dtypes past the batch dim."""
-    if a.keys() != b.keys() or set(a.meta) != set(b.meta):
-        return False
-    return all(a.tensors[k].shape[1:] == b.tensors[k].shape[1:] and a.tensors[k].dtype == b.tensors[k].dtype
-               for k in a.tensors)
 
 
 def optimizer_step(optimizer: torch.optim.Optimizer, loss: Tensor, params: Iterable[nn.Parameter],
