@@ -22,7 +22,7 @@ from torch import Tensor
 
 from benchmark.api import Algorithm, Policy, RunContext
 from benchmark.objectives import dpo_loss, hinge_loss, logratio_margin, robust_dpo_loss
-from benchmark.training import optimizer_step, pair_logps, should_log
+from benchmark.training import ReferenceMemo, optimizer_step, pair_logps, should_log
 
 
 @dataclass
@@ -68,10 +68,11 @@ class DPO(Algorithm):
         policy, reference = ctx.domain.make_policy(), ctx.domain.reference
         pairs = ctx.domain.offline.pairs
         opt = ctx.optimizer(policy.parameters(), cfg.lr_scale)
+        memo = ReferenceMemo(len(pairs))  # log π_ref of each pair computed once (exact likelihoods)
         for step, idx in zip(ctx.train_steps(), ctx.batches(len(pairs), cfg.batch_size)):
             b = pairs.select(idx)
             pi_w, pi_l, ref_w, ref_l = pair_logps(policy, reference, b.contexts, b.chosen, b.rejected,
-                                                  ctx.generator)
+                                                  ctx.generator, memo, idx)
             h = logratio_margin(pi_w, pi_l, ref_w, ref_l)
             loss = preference_loss(h, cfg).mean()
             optimizer_step(opt, loss, policy.parameters(), cfg.max_grad_norm)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from benchmark.api import Algorithm, Policy, RunContext
 from benchmark.objectives import ipo_loss, logratio_margin
-from benchmark.training import optimizer_step, pair_logps, should_log
+from benchmark.training import ReferenceMemo, optimizer_step, pair_logps, should_log
 
 
 @dataclass
@@ -41,10 +41,11 @@ class IPO(Algorithm):
         policy, reference = ctx.domain.make_policy(), ctx.domain.reference
         pairs = ctx.domain.offline.pairs
         opt = ctx.optimizer(policy.parameters(), cfg.lr_scale)
+        memo = ReferenceMemo(len(pairs))  # log π_ref of each pair computed once (exact likelihoods)
         for step, idx in zip(ctx.train_steps(), ctx.batches(len(pairs), cfg.batch_size)):
             b = pairs.select(idx)
             pi_w, pi_l, ref_w, ref_l = pair_logps(policy, reference, b.contexts, b.chosen, b.rejected,
-                                                  ctx.generator)
+                                                  ctx.generator, memo, idx)
             if cfg.length_normalize:
                 n_w = policy.size(b.chosen).to(pi_w.device)
                 n_l = policy.size(b.rejected).to(pi_w.device)

@@ -38,16 +38,52 @@ def logps_with_reference(
 
 def pair_logps(
     policy: Policy, reference: Policy, contexts: Contexts, chosen: Samples, rejected: Samples,
-    generator: torch.Generator,
+    generator: torch.Generator, memo: ReferenceMemo | None = None, idx: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """(log π_θ(y_w), log π_θ(y_l), log π_ref(y_w), log π_ref(y_l)); chosen and rejected share one
-    noise draw (Diffusion-DPO's shared t and ε). Each side is its own forward pass: one pass of 2B
-    (TRL's ``concatenated_forward``) was measured no faster on text or multi-agent and slower on
-    robot, whose MLP matmuls run slower per FLOP at twice the rows on this CPU (issue #19)."""
+    noise draw (Diffusion-DPO's shared t and ε). With a ``memo`` and the pairs' indices ``idx`` into
+    the offline pairs, an exact likelihood's reference terms come from the memo (each pair's
+    computed once). Each side is its own forward pass: one pass of 2B (TRL's
+    ``concatenated_forward``) was measured no faster on text or multi-agent and slower on robot,
+    whose MLP matmuls run slower per FLOP at twice the rows on this CPU (issue #19)."""
     noise = policy.draw_noise(contexts, chosen, generator=generator)
+    if noise is None and memo is not None and idx is not None:
+        ref_w, ref_l = memo.lookup(idx, reference, contexts, chosen, rejected)
+        return policy.log_prob(contexts, chosen), policy.log_prob(contexts, rejected), ref_w, ref_l
     pi_w, ref_w, _ = logps_with_reference(policy, reference, contexts, chosen, generator, noise=noise)
     pi_l, ref_l, _ = logps_with_reference(policy, reference, contexts, rejected, generator, noise=noise)
     return pi_w, pi_l, ref_w, ref_l
+
+
+class ReferenceMemo:
+    """log π_ref(y_w|x) and log π_ref(y_l|x) of each offline pair, computed on the pair's first use
+    and kept: the reference never changes, so an offline method that visits its pairs for several
+    epochs runs the reference over them once (TRL's ``precompute_ref_log_probs``, done lazily, so a
+    run of under one epoch computes nothing it would not have). A pair's first batch computes its
+    terms exactly as without the memo. Used only with an exact likelihood (a surrogate that draws
+    noise, as diffusion's ELBO, shares each step's draw with the policy's side)."""
+
+    def __init__(self, n_pairs: int):
+        self.known = torch.zeros(n_pairs, dtype=torch.bool)
+        self.values: Tensor | None = None
+
+    def lookup(self, idx: Tensor, reference: Policy, contexts: Contexts, chosen: Samples,
+               rejected: Samples) -> tuple[Tensor, Tensor]:
+        """(log π_ref(y_w), log π_ref(y_l)) of the batch whose pair indices are ``idx``."""
+        idx = idx.cpu()
+        missing = (~self.known[idx]).nonzero().squeeze(1)
+        if len(missing):
+            if len(missing) < len(idx):
+                contexts, chosen, rejected = contexts[missing], chosen[missing], rejected[missing]
+            with torch.no_grad():
+                w = reference.log_prob(contexts, chosen, noise=None)
+                lo = reference.log_prob(contexts, rejected, noise=None)
+            if self.values is None:
+                self.values = w.new_zeros(len(self.known), 2)
+            self.values[idx[missing].to(w.device)] = torch.stack([w, lo], -1)
+            self.known[idx[missing]] = True
+        pair = self.values[idx.to(self.values.device)]
+        return pair[:, 0], pair[:, 1]
 
 
 def optimizer_step(optimizer: torch.optim.Optimizer, loss: Tensor, params: Iterable[nn.Parameter],
