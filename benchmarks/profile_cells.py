@@ -92,9 +92,9 @@ def table(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> list[str]:
     return lines
 
 
-def write(result: dict[str, Any]) -> Path:
+def write(result: dict[str, Any], tag: str | None = None) -> Path:
     RESULTS.mkdir(exist_ok=True)
-    tag = f"profile_cells_{result['preset']}"
+    tag = tag or f"profile_cells_{result['preset']}"
     (RESULTS / f"{tag}.json").write_text(json.dumps(result, indent=2) + "\n")
     m = result["machine"]
     versions = ", ".join(f"{label} = `{v}`" for label, v in result["versions"].items())
@@ -122,6 +122,7 @@ def main() -> None:
                     help="the preparation cache both versions share (keys differ where their code does)")
     ap.add_argument("--no-warmup", dest="warmup", action="store_false",
                     help="skip the warm-up runs (the cache already holds every version's preparations)")
+    ap.add_argument("--tag", help="results file name (default profile_cells_<preset>)")
     args = ap.parse_args()
     codes = {"before": args.before, "after": args.after} if args.before else {"after": args.after}
     machine = {"platform": platform.platform(), "cores": os.cpu_count(), "threads": args.threads,
@@ -130,7 +131,7 @@ def main() -> None:
     machine["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     result = {"algo": args.algo, "preset": args.preset, "reps": args.reps, "machine": machine,
               "versions": {label: version_of(c) for label, c in codes.items()}, "runs": runs}
-    print(write(result).read_text())
+    print(write(result, args.tag).read_text())
 
 
 if __name__ == "__main__":
