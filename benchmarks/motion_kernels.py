@@ -15,27 +15,15 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import statistics
-import time
 from pathlib import Path
 
 import numpy as np
+from flop_utilisation import median_seconds
 
 from domains.motion import motions as M
 from domains.motion import skeleton as K
 
 TARGETS_S = {"to_features": 1.0, "from_features": 1.0, "score": 2.0}
-
-
-def median_seconds(fn, repeats: int) -> float:
-    """Median wall time of ``repeats`` calls of ``fn`` after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def measure(repeats: int) -> dict[str, float]:
@@ -44,9 +32,9 @@ def measure(repeats: int) -> dict[str, float]:
     feats = K.to_features(pos)
     rng = random.Random(123)
     meanings = [M.random_meaning(rng, "any") for _ in range(len(pos))]
-    return {"to_features": median_seconds(lambda: K.to_features(pos), repeats),
-            "from_features": median_seconds(lambda: K.from_features(feats), repeats),
-            "score": median_seconds(lambda: M.score(meanings, pos), repeats)}
+    return {"to_features": median_seconds(lambda: K.to_features(pos), repeats, warmup=1),
+            "from_features": median_seconds(lambda: K.from_features(feats), repeats, warmup=1),
+            "score": median_seconds(lambda: M.score(meanings, pos), repeats, warmup=1)}
 
 
 def main(argv: list[str] | None = None) -> None:
