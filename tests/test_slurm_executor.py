@@ -27,10 +27,8 @@ BENCH = [sys.executable, "-m", "benchmark.cli"]
 VOLATILE = {"wall_s"}
 
 
-def bench(*args: str, home: Path, path: str | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+def bench(*args: str, home: Path, timeout: float = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "PREFBENCH_HOME": str(home), "COLUMNS": "200"}
-    if path is not None:
-        env["PATH"] = path
     return subprocess.run([*BENCH, *args], capture_output=True, text=True, env=env, timeout=timeout)
 
 
