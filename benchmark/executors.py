@@ -28,6 +28,7 @@ import faulthandler
 import multiprocessing
 import os
 import signal
+import sys
 from collections import deque
 from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -38,7 +39,7 @@ from typing import ClassVar
 
 from benchmark.cache import PreparationCache, hash_obj
 from benchmark.errors import UserError
-from benchmark.progress import Progress
+from benchmark.progress import LineProgress, Progress
 from benchmark.runner import Cell, execute_cell, new_record, prepare_domain
 from benchmark.store import Record, Store, describe_owner
 
@@ -106,11 +107,14 @@ def _worker_init(threads: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _prepare_in_worker(cell: Cell, settings: Settings) -> None:
+def _prepare_in_worker(cell: Cell, settings: Settings, lines: bool = False) -> None:
+    """Prepare ``cell``'s domain in a worker; with ``lines``, its progress goes to the shared stdout
+    as plain lines (the driver logs lines too, so a long preparation is not silent in a log)."""
     import torch
 
+    progress = LineProgress(stream=sys.stdout) if lines else Progress()
     prepare_domain(cell.domain_cls, cell.domain_cfg, PreparationCache(settings.cache_dir),
-                   torch.device(settings.device), Progress())
+                   torch.device(settings.device), progress)
 
 
 def _crash_file(settings: Settings, run_id: str) -> Path:
@@ -245,7 +249,7 @@ class ProcessExecutor(Executor):
                  progress: Progress) -> Generator[tuple[Cell, Record], None, set[str]]:
         """Prepare each distinct (domain, domain config) once, in parallel (``prepare_domains_once``)."""
         def start(cell: Cell) -> Callable[[], None]:
-            fut = pool.submit(_prepare_in_worker, cell, settings)
+            fut = pool.submit(_prepare_in_worker, cell, settings, isinstance(progress, LineProgress))
 
             def wait_for() -> None:
                 try:

@@ -57,7 +57,7 @@ from benchmark.executors import (
     _run_in_worker,
     prepare_domains_once,
 )
-from benchmark.progress import Progress
+from benchmark.progress import LineProgress, Progress
 from benchmark.runner import Cell, new_record
 from benchmark.store import Record
 
@@ -90,9 +90,9 @@ def _cell_task(cell: Cell, settings: Settings, threads: int, submitted_at: float
     return rec
 
 
-def _prepare_task(cell: Cell, settings: Settings, threads: int) -> None:
+def _prepare_task(cell: Cell, settings: Settings, threads: int, lines: bool) -> None:
     _set_threads(threads)
-    _prepare_in_worker(cell, settings)
+    _prepare_in_worker(cell, settings, lines)  # Ray forwards a task's stdout to the driver
 
 
 # ---------------------------------------------------------------------------------------------
@@ -270,7 +270,7 @@ class RayExecutor(Executor):
                 progress.note(f"Ray cluster {self.address}: {slots} cell(s) at a time")
             threads = settings.threads or max(1, int(self.cpus_per_cell))
             failed = yield from prepare_domains_once(cells, settings, on_start, progress,
-                                                     self._preparation_start(settings, threads))
+                                                     self._preparation_start(settings, threads, progress))
             todo = [c for c in cells if c.run_id not in failed]
             yield from self._run_cells(todo, settings, on_start, slots, threads)
         finally:
@@ -281,11 +281,12 @@ class RayExecutor(Executor):
     def _options(self) -> dict:
         return {"num_cpus": self.cpus_per_cell, "num_gpus": self.gpus_per_cell, "max_retries": RETRIES}
 
-    def _preparation_start(self, settings: Settings, threads: int) -> PreparationStart:
+    def _preparation_start(self, settings: Settings, threads: int, progress: Progress) -> PreparationStart:
         task = ray.remote(_prepare_task).options(**self._options())
+        lines = isinstance(progress, LineProgress)
 
         def start(cell: Cell) -> Callable[[], None]:
-            ref = task.remote(cell, settings, threads)
+            ref = task.remote(cell, settings, threads, lines)
             self._inflight.add(ref)
 
             def wait_for() -> None:

@@ -40,6 +40,7 @@ import pickle
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections import deque
@@ -54,7 +55,7 @@ from submitit.core.utils import FailedJobError, FailedSubmissionError, Uncomplet
 from benchmark.cache import PreparationCache
 from benchmark.errors import UserError
 from benchmark.executors import Executor, Settings, StartHook, prepare_domains_once
-from benchmark.progress import Progress
+from benchmark.progress import LineProgress, Progress
 from benchmark.runner import Cell, execute_cell, new_record, prepare_domain
 from benchmark.store import Record
 
@@ -87,14 +88,15 @@ def _set_threads(threads: int) -> None:
 
 
 def _prepare_job(cell: Cell, settings: Settings, threads: int) -> BaseException | _JobUserError | None:
-    """Prepare the cell's domain (into the shared cache). None, or the exception it failed with
-    (re-raised by the driver, so that the reason reads as on the other executors)."""
+    """Prepare the cell's domain (into the shared cache; its progress as plain lines in the job's
+    log). None, or the exception it failed with (re-raised by the driver, so that the reason reads
+    as on the other executors)."""
     import torch
 
     _set_threads(threads)
     try:
         prepare_domain(cell.domain_cls, cell.domain_cfg, PreparationCache(settings.cache_dir),
-                       torch.device(settings.device), Progress())
+                       torch.device(settings.device), LineProgress(stream=sys.stdout))
     except UserError as e:
         return _JobUserError(str(e))
     except Exception as e:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -163,10 +164,12 @@ def test_process_pool_isolates_a_crashing_cell(crashers, home: Path, cache_dir: 
 
 
 def test_grid_process_executor_from_the_cli(home: Path) -> None:
+    """With a fresh cache the worker prepares the domain, and its progress reaches the log as lines."""
     out = bench("grid", "-a", "sft", "-d", "text", "-s", "2", "-p", "smoke", "--executor", "process", "-j", "2",
-                home=home)
+                "--cache", str(home.parent / "fresh_cache"), home=home)
     assert out.returncode == 0, out.stderr
     assert "on the process executor (2 workers)" in out.stdout and "ran 2 cells (2 done" in out.stdout
+    assert re.search(r"\] text: offline pool: done \(\d+/\d+\)", out.stdout), out.stdout
     assert [(a, s, st) for a, s, st, *_ in rows(home / "prefbench.sqlite")] == [("sft", 0, "done"),
                                                                                 ("sft", 1, "done")]
 

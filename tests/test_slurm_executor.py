@@ -39,9 +39,11 @@ def stable(metrics: dict) -> dict:
 def test_grid_on_submitit_local_matches_the_local_executor(home: Path, cache_dir: Path) -> None:
     out = bench("grid", "--algos", "reference,sft", "--domains", "text", "--seeds", "2", "--preset", "smoke",
                 "--executor", "slurm", "--slurm-backend", "local", "--workers", "2", "--threads", "1", "-q",
-                home=home)
+                "--cache", str(home.parent / "fresh_cache"), home=home)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "on the slurm executor (2 workers)" in out.stdout and "ran 4 cells (4 done" in out.stdout
+    logs = "".join(p.read_text() for p in (home / "slurm").glob("*/*_log.out"))
+    assert "text: offline pool: done" in logs, "the preparation job logs its progress"
     st = Store(home / "prefbench.sqlite")
     recs = {(r.algo, r.seed): r for r in st.records()}
     assert sorted(recs) == [("reference", 0), ("reference", 1), ("sft", 0), ("sft", 1)]
