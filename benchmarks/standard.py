@@ -29,7 +29,7 @@ RESULTS = Path(__file__).parent / "results"
 METRICS = {
     "text": ["gold_reward", "win_rate", "normalized_score", "kl_to_ref", "length", "verbosity", "accuracy",
              "eos_rate"],
-    "motion": ["gold_reward", "win_rate", "normalized_score", "kl_to_ref", "r_precision_top3", "fid", "mm_dist",
+    "motion": ["gold_reward", "win_rate", "normalized_score", "elbo_gap", "r_precision_top3", "fid", "mm_dist",
                "diversity"],
 }
 DEFAULT_METRICS = ["gold_reward", "win_rate", "normalized_score", "kl_to_ref"]
