@@ -50,12 +50,26 @@ def verdict(ns: dict[str, Any] | None) -> str | None:
     return "yes" if ns["lo"] > 0 else "worse" if ns["hi"] < 0 else "cannot tell"
 
 
+def is_default_config(r: Any) -> bool:
+    """The cell ran its algorithm's registered defaults and its preset's budget (no ``--set`` or
+    ``--budget``; a diagnostic cell with overrides is not the method's standard figure)."""
+    import dataclasses
+
+    from benchmark.registry import ALGORITHMS
+
+    if r.config.get("budget_overrides"):
+        return False
+    cls = ALGORITHMS.get(r.algo)
+    return r.config.get("algo_config") == json.loads(json.dumps(dataclasses.asdict(cls.Config())))
+
+
 def summarise(records: list[Any], domain: str) -> dict[str, Any]:
     """Per algorithm (default condition, default config): each metric's and timing's statistics."""
     metrics = METRICS.get(domain, DEFAULT_METRICS) + EXTRA
     by_algo: dict[str, list[Any]] = {}
     for r in records:
-        if r.domain == domain and r.condition == "default" and r.status == "done" and r.preset == "standard":
+        if (r.domain == domain and r.condition == "default" and r.status == "done" and r.preset == "standard"
+                and is_default_config(r)):
             by_algo.setdefault(r.algo, []).append(r)
     out = {}
     for algo, recs in sorted(by_algo.items()):

@@ -189,6 +189,11 @@ def test_standard_summary_says_whether_each_method_improves_on_the_reference(tmp
                 rec.metrics = {"normalized_score": v, "gold_reward": 1.5 + v / 100, "data/offline_epochs": 2.0}
                 rec.timings = {"total_s": 60.0 + seed, "train_s": 50.0, "eval_s": 8.0, "peak_rss_mb": 900.0}
                 store.put(rec)
+        # a diagnostic cell with an override (--set beta=1.0) is not the method's standard figure
+        rec = new_record(resolve(CellRequest("dpo", "text", seed=0, preset="standard", sets=("beta=1.0",))),
+                         status="done")
+        rec.metrics = {"normalized_score": -90.0, "gold_reward": 0.6}
+        store.put(rec)
     res = st.main(["--domain", "text", "--store", str(path), "--out", str(tmp_path)])
     rows = res["algorithms"]
     assert {a: r["improves_on_reference"] for a, r in rows.items()} == {
