@@ -269,8 +269,8 @@ class RayExecutor(Executor):
             if self.address:
                 progress.note(f"Ray cluster {self.address}: {slots} cell(s) at a time")
             threads = settings.threads or max(1, int(self.cpus_per_cell))
-            failed = yield from prepare_domains_once(cells, settings, on_start, progress,
-                                                     self._preparation_start(settings, threads, progress))
+            start = self._preparation_start(settings, threads, isinstance(progress, LineProgress))
+            failed = yield from prepare_domains_once(cells, settings, on_start, progress, start)
             todo = [c for c in cells if c.run_id not in failed]
             yield from self._run_cells(todo, settings, on_start, slots, threads)
         finally:
@@ -281,9 +281,9 @@ class RayExecutor(Executor):
     def _options(self) -> dict:
         return {"num_cpus": self.cpus_per_cell, "num_gpus": self.gpus_per_cell, "max_retries": RETRIES}
 
-    def _preparation_start(self, settings: Settings, threads: int, progress: Progress) -> PreparationStart:
+    def _preparation_start(self, settings: Settings, threads: int, lines: bool) -> PreparationStart:
+        """Starts a domain's preparation as a Ray task; with ``lines`` it prints its progress."""
         task = ray.remote(_prepare_task).options(**self._options())
-        lines = isinstance(progress, LineProgress)
 
         def start(cell: Cell) -> Callable[[], None]:
             ref = task.remote(cell, settings, threads, lines)

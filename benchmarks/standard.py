@@ -51,16 +51,12 @@ def verdict(ns: dict[str, Any] | None) -> str | None:
 
 
 def is_default_config(r: Any) -> bool:
-    """The cell ran its algorithm's registered defaults and its preset's budget (no ``--set`` or
-    ``--budget``; a diagnostic cell with overrides is not the method's standard figure)."""
-    import dataclasses
+    """The cell is the one ``bench grid`` runs with no ``--set``, ``--domain-set`` or ``--budget``
+    (the run id hashes the whole config; a diagnostic cell is not the method's standard figure)."""
+    from benchmark.runner import CellRequest, resolve
 
-    from benchmark.registry import ALGORITHMS
-
-    if r.config.get("budget_overrides"):
-        return False
-    cls = ALGORITHMS.get(r.algo)
-    return r.config.get("algo_config") == json.loads(json.dumps(dataclasses.asdict(cls.Config())))
+    default = resolve(CellRequest(r.algo, r.domain, seed=r.seed, preset=r.preset, condition=r.condition))
+    return default.run_id == r.run_id
 
 
 def summarise(records: list[Any], domain: str) -> dict[str, Any]:

@@ -194,6 +194,10 @@ def test_standard_summary_says_whether_each_method_improves_on_the_reference(tmp
                          status="done")
         rec.metrics = {"normalized_score": -90.0, "gold_reward": 0.6}
         store.put(rec)
+        rec = new_record(resolve(CellRequest("kto", "text", seed=0, preset="standard",
+                                             domain_sets=("families=long",))), status="done")
+        rec.metrics = {"normalized_score": 90.0, "gold_reward": 2.4}
+        store.put(rec)
     res = st.main(["--domain", "text", "--store", str(path), "--out", str(tmp_path)])
     rows = res["algorithms"]
     assert {a: r["improves_on_reference"] for a, r in rows.items()} == {
