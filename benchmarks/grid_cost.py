@@ -2,6 +2,8 @@
 
     python benchmarks/grid_cost.py --store ~/.prefbench/prefbench.sqlite [--store B.sqlite ...]
     python benchmarks/grid_cost.py --store A.sqlite --preset standard --conditions default
+    python benchmarks/grid_cost.py --costs results/grid_cost_quick.json --store B.sqlite --preset standard \
+        --measured-store STANDARD.sqlite [--measured-store ...] [--preparation motion=3984]
 
 Nothing is run: every figure comes from cells already stored. The grid is every registered
 algorithm × domain × condition (``--conditions``, default all registered) × ``--seeds`` seed, as
@@ -45,6 +47,13 @@ algorithm × domain × condition (``--conditions``, default all registered) × `
   eval_samples`` ratio (the rest of the cell) and, for the preparation, the largest ratio of the
   config's ``*_steps`` fields (its models' training). Larger models, longer horizons and more
   sampling steps of the standard configs are not modelled: the figures are low.
+- **Calibration by cells measured at the preset** (``--measured-store``, ``--preparation``): a pair
+  measured there costs its medians; every other pair is extrapolated as above, its training and its
+  rest each multiplied by its domain's factor = the median over the domain's measured pairs of
+  measured ÷ extrapolated (parts under MIN_TRAIN_S left out), or, for a domain with none, the median
+  over all measured pairs. Preparations likewise (a grid prepares each domain in its own task, so
+  its cells do not record it: pass it with ``--preparation DOMAIN=SECONDS``, e.g. from the grid's
+  log or its cache file's times).
 
 Writes ``<out>/grid_cost_<preset>.{json,md}`` and prints the Markdown.
 """
@@ -138,14 +147,14 @@ def is_na(algo: str, domain: str, condition: str, rules: set[tuple[str, str, str
     return bool({(algo, domain, condition), ("*", domain, condition), (algo, domain, "*")} & rules)
 
 
-def usable(rec: Record) -> bool:
-    """A done cell of the measured preset with the preset's own budget."""
-    return (rec.status == "done" and rec.preset == MEASURED_PRESET and rec.domain in DOMAINS
-            and rec.config.get("budget") == preset_budget(rec.domain, MEASURED_PRESET))
+def usable(rec: Record, preset: str = MEASURED_PRESET) -> bool:
+    """A done cell of ``preset`` with the preset's own budget."""
+    return (rec.status == "done" and rec.preset == preset and rec.domain in DOMAINS
+            and rec.config.get("budget") == preset_budget(rec.domain, preset))
 
 
-def read_store(path: Path, m: Measured) -> None:
-    """Add one store's cells to ``m`` (a record already read from another store counts once)."""
+def read_store(path: Path, m: Measured, preset: str = MEASURED_PRESET) -> None:
+    """Add one store's ``preset`` cells to ``m`` (a record already read from another store counts once)."""
     with Store(path, readonly=True) as st:
         records = st.records()
     used, threads = 0, set()
@@ -155,7 +164,7 @@ def read_store(path: Path, m: Measured) -> None:
             m.na.add(key)
         if rec.status in ("done", "na"):
             m.conditions_seen.add((rec.domain, rec.condition))
-        parts = cell_parts(rec) if usable(rec) else None
+        parts = cell_parts(rec) if usable(rec, preset) else None
         if parts is None or (rec.run_id, rec.started_at) in m.seen:
             continue
         m.seen.add((rec.run_id, rec.started_at))
@@ -165,7 +174,7 @@ def read_store(path: Path, m: Measured) -> None:
         m.cells[rec.algo, rec.domain].append((*parts, n_threads))
         prepare_s = float(rec.timings.get("prepare_s", 0.0))
         (m.prep if rec.timings.get("prepared_now") == 1.0 else m.load)[rec.domain].append(prepare_s)
-    m.stores.append({"path": str(path), "records": len(records), f"{MEASURED_PRESET}_cells_used": used,
+    m.stores.append({"path": str(path), "records": len(records), f"{preset}_cells_used": used,
                      "torch_threads": sorted(threads)})
 
 
@@ -251,8 +260,11 @@ def impute(meas: dict[tuple[str, str], Cost], algo: str, domain: str) -> Cost:
                 source="imputed: " + ("the algorithm's median" if mine else "median of all pairs"))
 
 
-def pair_costs(m: Measured, algos: list[str], domains: list[str]) -> dict[tuple[str, str], Cost]:
-    meas = measured_costs(m)
+def pair_costs(m: Measured, algos: list[str], domains: list[str],
+               base: dict[tuple[str, str], Cost] | None = None) -> dict[tuple[str, str], Cost]:
+    """Every pair's quick cost: measured in the stores, else measured in ``base`` (an earlier
+    report's, ``--costs``), else imputed from all of those."""
+    meas = {k: c for k, c in (base or {}).items() if not c.imputed} | measured_costs(m)
     if not meas:
         raise SystemExit(f"no done {MEASURED_PRESET} cells with the preset's budget in the stores given: pass "
                          f"--store PATH of a store that holds some (`bench runs --preset {MEASURED_PRESET}`)")
@@ -299,6 +311,97 @@ def preset_ratios(domain: str, preset: str) -> dict[str, float]:
 # ---------------------------------------------------------------------------------------------
 
 
+# ---------------------------------------------------------------------------------------------
+# calibration by the cells measured at the estimated preset (--measured-store)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class AtPreset:
+    """One (algorithm, domain) cell at the estimated preset: training, the rest, and where from."""
+
+    train_s: float
+    rest_s: float
+    source: str
+    measured_here: bool = False
+    """measured at the estimated preset itself"""
+
+    @property
+    def cell_s(self) -> float:
+        return self.train_s + self.rest_s
+
+
+def calibrated(train: float, rest: float | None = None) -> str:
+    if rest is None:
+        return f", extrapolated × {train:.2f} (calibration)" if train != 1.0 else ", extrapolated"
+    return (f", extrapolated, training × {train:.2f}, rest × {rest:.2f} (calibration)" if (train, rest) != (1.0, 1.0)
+            else ", extrapolated")
+
+
+def extrapolate(c: Cost, r: dict[str, float], train: float = 1.0, rest: float = 1.0) -> AtPreset:
+    """``c`` (a quick cost) scaled by the preset ratios ``r`` and calibration factors for training and the rest."""
+    return AtPreset(c.train_s * r["train"] * train, c.rest_s * r["rest"] * rest, c.source + calibrated(train, rest))
+
+
+def factors(measured: dict[str, list[float]], domains: list[str], what: str) -> dict[str, tuple[float, str]]:
+    """Per domain: the median of its measured ÷ extrapolated ratios; a domain without any takes the
+    median over every domain's (1 when nothing was measured at the preset)."""
+    everything = [x for d in domains for x in measured.get(d, [])]
+    out = {}
+    for d in domains:
+        if measured.get(d):
+            out[d] = (statistics.median(measured[d]), f"{what}median of {len(measured[d])} measured on {d}")
+        elif everything:
+            out[d] = (statistics.median(everything), f"{what}median of {len(everything)} measured on other domains")
+        else:
+            out[d] = (1.0, f"{what}none measured at the preset")
+    return out
+
+
+def cells_at_preset(costs: dict[tuple[str, str], Cost], target: dict[tuple[str, str], Cost], preset: str,
+                    domains: list[str]) -> tuple[dict[tuple[str, str], AtPreset], dict[str, dict[str, tuple]]]:
+    """Every pair's cell at ``preset``: its median where measured there (``target``), else its quick
+    cost extrapolated, its training and its rest each multiplied by the domain's factor (measured ÷
+    extrapolated, over the pairs measured at the preset whose extrapolated part is at least
+    MIN_TRAIN_S; see :func:`factors`)."""
+    ratios: dict[str, dict[str, list[float]]] = {"train": defaultdict(list), "rest": defaultdict(list)}
+    for (a, d), t in target.items():
+        if (a, d) not in costs or d not in domains:
+            continue
+        guess = extrapolate(costs[a, d], preset_ratios(d, preset))
+        for part, mine, theirs in (("train", t.train_s, guess.train_s), ("rest", t.rest_s, guess.rest_s)):
+            if theirs >= MIN_TRAIN_S:
+                ratios[part][d].append(mine / theirs)
+    fac = {part: factors(ratios[part], domains, f"{part}: ") for part in ratios}
+    at = {}
+    for (a, d), c in costs.items():
+        t = target.get((a, d))
+        at[a, d] = (AtPreset(c.train_s, c.rest_s, c.source) if preset == MEASURED_PRESET
+                    else AtPreset(t.train_s, t.rest_s, f"measured at {preset} ({t.cells} cells)", True) if t
+                    else extrapolate(c, preset_ratios(d, preset), fac["train"][d][0], fac["rest"][d][0]))
+    return at, {d: {part: fac[part][d] for part in fac} for d in domains}
+
+
+def preparations_at_preset(prep: dict[str, tuple[float, str]], target: Measured, preset: str,
+                           domains: list[str]) -> tuple[dict[str, tuple[float, str]], dict[str, tuple[float, str]]]:
+    """Per domain: the preparation at ``preset``, measured there (median of the cells that prepared
+    it) or extrapolated from quick × the preparation factor (see :func:`factors`)."""
+    if preset == MEASURED_PRESET:
+        return {d: prep[d] for d in domains}, {d: (1.0, "preparations: the measured preset") for d in domains}
+    guess = {d: prep[d][0] * preset_ratios(d, preset)["prep"] for d in domains}
+    measured = {d: statistics.median(target.prep[d]) for d in domains if target.prep.get(d)}
+    prep_factor = factors({d: [s / guess[d]] for d, s in measured.items() if guess[d] > 0}, domains, "")
+    out = {d: (measured[d], f"measured at {preset}: median of {len(target.prep[d])} preparation(s)")
+           if d in measured else (guess[d] * prep_factor[d][0], prep[d][1] + calibrated(prep_factor[d][0]))
+           for d in domains}
+    return out, prep_factor
+
+
+# ---------------------------------------------------------------------------------------------
+# the grid and its wall time
+# ---------------------------------------------------------------------------------------------
+
+
 @dataclass
 class DomainPlan:
     name: str
@@ -310,6 +413,10 @@ class DomainPlan:
     """the cost (s) of each runnable cell, without preparation"""
     na_cells: int = 0
     pairs: dict[str, int] = field(default_factory=lambda: {"measured": 0, "imputed": 0, "n/a": 0})
+    train_s: float = 0.0
+    """the runnable cells' training, summed"""
+    rest_s: float = 0.0
+    """the runnable cells' rest (instance, evaluation, artifacts), summed"""
 
     @property
     def median_cell_s(self) -> float:
@@ -321,16 +428,19 @@ class DomainPlan:
         return self.prep_s + sum(self.cells) + self.na_cells * self.load_s
 
 
-def plan_domain(domain: str, algos: list[str], conditions: list[str], seeds: int, costs: dict,
-                m: Measured, prep: tuple[float, str], preset: str, rules: set[tuple[str, str, str]]) -> DomainPlan:
-    r = preset_ratios(domain, preset)
-    plan = DomainPlan(domain, prep[0] * r["prep"], prep[1], max(m.load.get(domain) or [0.0]), r)
+def plan_domain(domain: str, algos: list[str], conditions: list[str], seeds: int, at: dict[tuple[str, str], AtPreset],
+                costs: dict[tuple[str, str], Cost], prep: tuple[float, str], load_s: float,
+                rules: set[tuple[str, str, str]], ratios: dict[str, float]) -> DomainPlan:
+    plan = DomainPlan(domain, prep[0], prep[1], load_s, ratios)
     for a in algos:
-        c = costs[a, domain]
         runnable = [cond for cond in conditions if not is_na(a, domain, cond, rules)]
+        n = len(runnable) * seeds
         plan.na_cells += (len(conditions) - len(runnable)) * seeds
-        plan.cells += [c.train_s * r["train"] + c.rest_s * r["rest"]] * (len(runnable) * seeds)
-        plan.pairs["n/a" if not runnable else "imputed" if c.imputed else "measured"] += 1
+        plan.cells += [at[a, domain].cell_s] * n
+        plan.train_s += at[a, domain].train_s * n
+        plan.rest_s += at[a, domain].rest_s * n
+        imputed = costs[a, domain].imputed and not at[a, domain].measured_here
+        plan.pairs["n/a" if not runnable else "imputed" if imputed else "measured"] += 1
     return plan
 
 
@@ -397,23 +507,43 @@ def machine() -> dict:
 
 def estimate(m: Measured, *, preset: str, algos: list[str], domains: list[str], conditions: list[str], seeds: int,
              workers: list[int], ray_workers: list[int], results: Path | None = None,
-             overheads: dict[str, float] | None = None, given: tuple[dict, dict] | None = None) -> dict:
+             overheads: dict[str, float] | None = None, given: tuple[dict, dict] | None = None,
+             target: Measured | None = None) -> dict:
     """The whole estimate as a JSON-able dict (the report's content); ``given``: (costs,
-    preparations) from :func:`from_report` instead of the stores'."""
-    overheads = overheads or {}
-    costs = given[0] if given else pair_costs(m, algos, domains)
-    prep = given[1] if given else preparation(m, domains, results)
-    plans = [plan_domain(d, algos, conditions, seeds, costs, m, prep[d], preset, m.na) for d in domains]
-    guess = unseen_pool_parts(m, domains, conditions)
-    likely = [plan_domain(d, algos, conditions, seeds, costs, m, prep[d], preset, m.na | guess) for d in domains]
+    preparations) from :func:`from_report` instead of the stores'; ``target``: cells measured at
+    ``preset`` itself, which replace and calibrate the extrapolation. With both ``given`` and stores,
+    the stores' measured pairs and preparations replace the report's."""
+    overheads, target = overheads or {}, target or Measured()
+    costs = pair_costs(m, algos, domains, given[0] if given else None)
+    prep = preparation(m, domains, results)
+    if given:  # the earlier report's preparations, where the stores measured none
+        prep = {d: prep[d] if m.prep.get(d) else given[1].get(d, prep[d]) for d in domains}
+    at, cell_factor = cells_at_preset(costs, measured_costs(target), preset, domains)
+    preps, prep_factor = preparations_at_preset(prep, target, preset, domains)
+    rules = m.na | target.na
+
+    def plan(d: str, na: set) -> DomainPlan:
+        load = max([*m.load.get(d, []), *target.load.get(d, [])] or [0.0])
+        return plan_domain(d, algos, conditions, seeds, at, costs, preps[d], load, na, preset_ratios(d, preset))
+
+    plans = [plan(d, rules) for d in domains]
+    seen = Measured(conditions_seen=m.conditions_seen | target.conditions_seen)
+    guess = unseen_pool_parts(seen, domains, conditions)
+    likely = [plan(d, rules | guess) for d in domains]
     return {
         "preset": preset, "measured_preset": MEASURED_PRESET, "extrapolated": preset != MEASURED_PRESET,
+        "calibrated": bool(target.cells or target.prep),
         "grid": {"algorithms": algos, "domains": domains, "conditions": conditions, "seeds": seeds,
                  "cells": len(algos) * len(domains) * len(conditions) * seeds},
-        "inputs": {"stores": m.stores, "known_na_rules": sorted("/".join(k) for k in m.na),
-                   "overhead_per_cell_s": overheads},
+        "inputs": {"stores": m.stores, "stores_at_preset": target.stores,
+                   "known_na_rules": sorted("/".join(k) for k in rules), "overhead_per_cell_s": overheads},
+        "calibration": [{"domain": d, "training_factor": cell_factor[d]["train"][0],
+                         "training_factor_source": cell_factor[d]["train"][1],
+                         "rest_factor": cell_factor[d]["rest"][0], "rest_factor_source": cell_factor[d]["rest"][1],
+                         "preparation_factor": prep_factor[d][0], "preparation_factor_source": prep_factor[d][1]}
+                        for d in domains],
         "domains": [domain_row(p) for p in plans],
-        "pairs": [pair_row(a, d, c, next(p for p in plans if p.name == d)) for (a, d), c in sorted(costs.items())],
+        "pairs": [pair_row(a, d, c, at[a, d]) for (a, d), c in sorted(costs.items())],
         **walls(plans, workers, ray_workers, overheads),
         "if_unseen_pool_parts_na": {"rules": sorted("/".join(k) for k in guess),
                                     "na_cells": sum(p.na_cells for p in likely),
@@ -425,13 +555,15 @@ def estimate(m: Measured, *, preset: str, algos: list[str], domains: list[str], 
 def domain_row(p: DomainPlan) -> dict:
     return {"domain": p.name, "cells": len(p.cells) + p.na_cells, "runnable_cells": len(p.cells),
             "na_cells": p.na_cells, "pairs": p.pairs, "preparation_s": p.prep_s, "preparation_source": p.prep_source,
-            "cache_load_s": p.load_s, "median_cell_s": p.median_cell_s, "total_s": p.total_s, "scale": p.ratios}
+            "cache_load_s": p.load_s, "median_cell_s": p.median_cell_s, "total_s": p.total_s, "scale": p.ratios,
+            "training_s": p.train_s, "rest_s": p.rest_s}
 
 
-def pair_row(algo: str, domain: str, c: Cost, p: DomainPlan) -> dict:
-    return {"algo": algo, "domain": domain, "train_s": c.train_s, "rest_s": c.rest_s,
-            "cell_s": c.train_s * p.ratios["train"] + c.rest_s * p.ratios["rest"], "measured_cells": c.cells,
-            "imputed": c.imputed, "source": c.source, "torch_threads": c.threads}
+def pair_row(algo: str, domain: str, c: Cost, at: AtPreset) -> dict:
+    return {"algo": algo, "domain": domain, "train_s": c.train_s, "rest_s": c.rest_s, "cell_s": at.cell_s,
+            "measured_cells": c.cells, "imputed": c.imputed, "source": c.source, "torch_threads": c.threads,
+            "at_preset": {"train_s": at.train_s, "rest_s": at.rest_s, "source": at.source,
+                          "measured_here": at.measured_here}}
 
 
 WHERE = {
@@ -454,15 +586,23 @@ def wall_table(res: dict) -> list[str]:
     return lines
 
 
+def kind(res: dict) -> str:
+    if not res["extrapolated"]:
+        return "estimated from measured quick cells"
+    if res.get("calibrated"):
+        return ("**measured cells where the stores at the preset hold them; every other pair extrapolated from quick "
+                "and multiplied by its domain's measured ÷ extrapolated ratio** (the calibration table)")
+    return ("**an extrapolation from quick cells, not a measurement** (budgets and evaluation sizes scaled; "
+            "larger models not modelled: low)")
+
+
 def markdown(res: dict) -> str:
     g, mach = res["grid"], res["machine"]
     load = ", ".join(f"{x:.2f}" for x in mach["load_average_at_start"])
-    kind = ("**an extrapolation from quick cells, not a measurement** (budgets and evaluation sizes scaled; "
-            "larger models not modelled: low)" if res["extrapolated"] else "estimated from measured quick cells")
     lines = [f"# Cost of the full grid, {res['preset']} preset", "",
              f"{len(g['algorithms'])} algorithms × {len(g['domains'])} domains × {len(g['conditions'])} conditions × "
-             f"{g['seeds']} seeds = {g['cells']} cells, {kind}. Estimated on {mach['platform']}, {mach['cpus']} CPUs, "
-             f"torch {mach['torch']} ({mach['torch_threads']} threads), load average {load} at start.", "",
+             f"{g['seeds']} seeds = {g['cells']} cells, {kind(res)}. Estimated on {mach['platform']}, {mach['cpus']} "
+             f"CPUs, torch {mach['torch']} ({mach['torch_threads']} threads), load average {load} at start.", "",
              "| domain | cells (runnable / n/a) | pairs measured / imputed / n/a | preparation s | median cell s "
              "| domain total h |", "|---|---|---|---|---|---|"]
     for d in res["domains"]:
@@ -472,14 +612,44 @@ def markdown(res: dict) -> str:
                      f"{d['total_s'] / HOUR:.2f} |")
     lines.append(f"| **all** | {g['cells']} | | {sum(d['preparation_s'] for d in res['domains']):.0f} | | "
                  f"**{sum(d['total_s'] for d in res['domains']) / HOUR:.1f}** |")
-    lines += ["", *wall_table(res)]
+    lines += ["", *wall_table(res), "", *where_the_time_goes(res)]
+    if res.get("calibrated"):
+        lines += ["", *calibration_table(res)]
     return "\n".join(lines + notes(res)) + "\n"
+
+
+def where_the_time_goes(res: dict) -> list[str]:
+    """Per domain, one core: preparation, training and the rest of the cells (mostly evaluation)."""
+    total = sum(d["total_s"] for d in res["domains"]) or 1.0
+    lines = ["Where the time goes (one core; the rest = instance, evaluation and artifacts):", "",
+             "| domain | preparation h | training h | rest h | share of the grid | rest ÷ cells |",
+             "|---|---|---|---|---|---|"]
+    for d in res["domains"]:
+        cells = d.get("training_s", 0.0) + d.get("rest_s", 0.0)
+        lines.append(f"| {d['domain']} | {d['preparation_s'] / HOUR:.2f} | {d.get('training_s', 0.0) / HOUR:.2f} | "
+                     f"{d.get('rest_s', 0.0) / HOUR:.2f} | {d['total_s'] / total:.0%} | "
+                     f"{d.get('rest_s', 0.0) / cells if cells else 0.0:.0%} |")
+    return lines
+
+
+def calibration_table(res: dict) -> list[str]:
+    measured = defaultdict(list)
+    for p in res["pairs"]:
+        if p["at_preset"]["measured_here"]:
+            measured[p["domain"]].append(p["algo"])
+    lines = [f"Calibration (measured at {res['preset']} ÷ extrapolated from quick):", "",
+             f"| domain | pairs measured at {res['preset']} | training factor | rest factor | preparation factor |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {c['domain']} | {', '.join(sorted(measured[c['domain']])) or '—'} | {c['training_factor']:.2f} "
+              f"({c['training_factor_source']}) | {c['rest_factor']:.2f} ({c['rest_factor_source']}) | "
+              f"{c['preparation_factor']:.2f} ({c['preparation_factor_source']}) |" for c in res["calibration"]]
+    return lines
 
 
 def notes(res: dict) -> list[str]:
     imputed: dict[str, list[str]] = defaultdict(list)
     for p in res["pairs"]:
-        if p["imputed"]:
+        if p["imputed"] and not p.get("at_preset", {}).get("measured_here"):
             imputed[p["domain"]].append(p["algo"])
     threads = sorted({t for p in res["pairs"] for t in p["torch_threads"]})
     out = ["", "Imputed (algorithm, domain) pairs (never measured; n/a pairs included where not known n/a):", ""]
@@ -496,6 +666,10 @@ def notes(res: dict) -> list[str]:
             "of benchmarks/grid_cost.py.",
             "", "Stores read: " + "; ".join(f"{s['path']} ({s[f'{MEASURED_PRESET}_cells_used']} cells used)"
                                             for s in res["inputs"]["stores"]) + "."]
+    preset = res["preset"]
+    if res["inputs"].get("stores_at_preset"):
+        out += ["", f"Stores at {preset}: " + "; ".join(f"{s['path']} ({s[f'{preset}_cells_used']} cells used)"
+                                                       for s in res["inputs"]["stores_at_preset"]) + "."]
     return out
 
 
@@ -516,13 +690,33 @@ def _names(text: str, everything: list[str], kind: str) -> list[str]:
     return names
 
 
+def measured_preparation(text: str) -> tuple[str, float]:
+    """``--preparation DOMAIN=SECONDS`` parsed, with a one-line error for a wrong value."""
+    domain, _, seconds = text.partition("=")
+    try:
+        value = float(seconds)
+    except ValueError:
+        value = -1.0
+    if domain not in DOMAINS or value <= 0:
+        raise SystemExit(f"--preparation {text!r}: write DOMAIN=SECONDS with a positive number of seconds and a "
+                         f"domain among {', '.join(DOMAINS.names())}")
+    return domain, value
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     here = Path(__file__).resolve().parent / "results"
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--store", type=Path, action="append", default=[], help="a store with measured cells (repeat)")
-    ap.add_argument("--costs", type=Path, help="instead of stores: the measured inputs of an earlier quick report "
-                    "(grid_cost_quick.json), e.g. to extrapolate standard again after its budgets change")
+    ap.add_argument("--costs", type=Path, help="the measured inputs of an earlier quick report (grid_cost_quick.json), "
+                    "e.g. to extrapolate standard again after its budgets change; pairs measured in --store replace "
+                    "its pairs")
     ap.add_argument("--preset", choices=["quick", "standard"], default="quick")
+    ap.add_argument("--measured-store", type=Path, action="append", default=[],
+                    help="a store with cells measured at --preset itself (repeat): they replace the extrapolation "
+                         "of their pairs and calibrate the others'")
+    ap.add_argument("--preparation", action="append", default=[], metavar="DOMAIN=SECONDS",
+                    help="a preparation measured at --preset outside a cell (a grid prepares each domain in its own "
+                         "task, so its cells do not record it), e.g. motion=3988 from a grid's log (repeat)")
     ap.add_argument("--algos", default="all")
     ap.add_argument("--domains", default="all")
     ap.add_argument("--conditions", default="all", help="'all' (every registered condition) or a comma list")
@@ -543,11 +737,18 @@ def main(argv: list[str] | None = None) -> dict:
         given = (costs, prep)
     for path in dict.fromkeys(p.resolve() for p in args.store or ([] if args.costs else [default_store_path()])):
         read_store(path, m)
+    if args.measured_store and args.preset == MEASURED_PRESET:
+        raise SystemExit(f"--measured-store: only with --preset standard (the {MEASURED_PRESET} cells go in --store)")
+    target = Measured()
+    for path in dict.fromkeys(p.resolve() for p in args.measured_store):
+        read_store(path, target, args.preset)
+    for domain, seconds in map(measured_preparation, args.preparation):
+        target.prep[domain].append(seconds)
     res = estimate(m, preset=args.preset, algos=_names(args.algos, ALGORITHMS.names(), "algorithm"),
                    domains=_names(args.domains, DOMAINS.names(), "domain"),
                    conditions=_names(args.conditions, list(CONDITIONS), "condition"), seeds=args.seeds,
                    workers=args.workers, ray_workers=args.ray_workers, results=args.results,
-                   overheads=executor_overheads(args.results / "scale_out_quick.json"), given=given)
+                   overheads=executor_overheads(args.results / "scale_out_quick.json"), given=given, target=target)
     res["machine"] = mach
     write_report(args.out, f"grid_cost_{args.preset}", res, markdown(res))
     return res

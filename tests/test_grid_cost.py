@@ -29,8 +29,8 @@ def gc():
 
 def put(store: Store, algo: str, domain: str, seed: int, train: float = 0.0, rest: float = 0.0, *,
         prep: float = 0.0, prepared: bool = False, status: str = "done", reason: str | None = None,
-        budget: tuple[str, ...] = ()) -> None:
-    rec = new_record(resolve(CellRequest(algo, domain, "default", seed=seed, preset="quick", budget_sets=budget)),
+        budget: tuple[str, ...] = (), preset: str = "quick") -> None:
+    rec = new_record(resolve(CellRequest(algo, domain, "default", seed=seed, preset=preset, budget_sets=budget)),
                      status=status, reason=reason)
     if status == "done":
         rec.timings = {"prepare_s": prep, "prepared_now": float(prepared), "train_s": train, "eval_s": rest,
@@ -117,6 +117,49 @@ def test_standard_scales_the_quick_costs_by_budgets_and_evaluation(gc, inputs: t
     assert res["domains"][0]["preparation_s"] == pytest.approx(60.0 * max(1.0, cs.sft_steps / cq.sft_steps))
 
 
+def test_cells_measured_at_standard_replace_and_calibrate_the_extrapolation(gc, inputs, tmp_path: Path) -> None:
+    """dpo × text measured at standard: its cost is the measurement; sft × text is extrapolated, its
+    training and its rest each × text's measured ÷ extrapolated factor; image (nothing at standard)
+    takes the median factors of all domains."""
+    plain = {(p["algo"], p["domain"]): p["at_preset"] for p in run(gc, inputs, preset="standard")["pairs"]}
+    path = tmp_path / "standard.sqlite"
+    with Store(path) as store:
+        put(store, "dpo", "text", 0, 300.0, 100.0, prep=900.0, prepared=True, preset="standard")
+        put(store, "dpo", "text", 1, 340.0, 100.0, prep=1.0, preset="standard")
+        put(store, "sft", "text", 0, 1.0, 1.0)  # a quick cell in the standard store: not read as standard
+    m, target = gc.Measured(), gc.Measured()
+    gc.read_store(inputs[0], m)
+    gc.read_store(path, target, "standard")
+    res = gc.estimate(m, preset="standard", workers=[1], ray_workers=[1], results=inputs[1], target=target, **GRID)
+    pairs = {(p["algo"], p["domain"]): p for p in res["pairs"]}
+    train, rest = 320.0 / plain["dpo", "text"]["train_s"], 100.0 / plain["dpo", "text"]["rest_s"]
+    assert pairs["dpo", "text"]["cell_s"] == pytest.approx(420.0)
+    assert pairs["dpo", "text"]["at_preset"]["source"] == "measured at standard (2 cells)"
+    for key in (("sft", "text"), ("dpo", "image")):
+        assert pairs[key]["cell_s"] == pytest.approx(plain[key]["train_s"] * train + plain[key]["rest_s"] * rest)
+    cal = {c["domain"]: c for c in res["calibration"]}
+    assert cal["image"]["rest_factor_source"] == "rest: median of 1 measured on other domains"
+    text, image = res["domains"]
+    prep_factor = 900.0 / run(gc, inputs, preset="standard")["domains"][0]["preparation_s"]
+    assert text["preparation_s"] == pytest.approx(900.0) and text["cache_load_s"] == pytest.approx(1.0)
+    assert image["preparation_s"] == pytest.approx(run(gc, inputs, preset="standard")["domains"][1]["preparation_s"]
+                                                   * prep_factor)
+    assert text["training_s"] + text["rest_s"] == pytest.approx(sum(pairs[a, "text"]["cell_s"] * 4
+                                                                    for a in ("dpo", "sft")))
+    res["machine"] = gc.machine()
+    md = gc.markdown(res)
+    assert "Calibration (measured at standard ÷ extrapolated from quick)" in md
+    assert "| text | dpo | " in md and "| image | — |" in md
+    with pytest.raises(SystemExit, match="only with --preset standard"):
+        gc.main(["--store", str(inputs[0]), "--measured-store", str(path), "--out", str(tmp_path / "o")])
+    with pytest.raises(SystemExit, match="write DOMAIN=SECONDS"):
+        gc.main(["--store", str(inputs[0]), "--preset", "standard", "--preparation", "text=soon"])
+    res = gc.main(["--store", str(inputs[0]), "--preset", "standard", "--preparation", "image=5000", "--workers", "1",
+                   "--ray-workers", "1", "--results", str(inputs[1]), "--out", str(tmp_path / "o"), "--algos",
+                   "dpo,sft,marlhf", "--domains", "text,image", "--conditions", "default,noisy-labels", "--seeds", "2"])
+    assert res["domains"][1]["preparation_s"] == pytest.approx(5000.0)
+
+
 def test_the_command_writes_json_and_markdown(gc, inputs: tuple[Path, Path], tmp_path: Path) -> None:
     out = tmp_path / "out"
     gc.main(["--store", str(inputs[0]), "--algos", "dpo,sft,marlhf", "--domains", "text,image", "--conditions",
@@ -131,6 +174,16 @@ def test_the_command_writes_json_and_markdown(gc, inputs: tuple[Path, Path], tmp
                      "--ray-workers", "4", "--results", str(inputs[1]), "--out", str(tmp_path / "again")])
     for key in ("domains", "pairs", "serial", "machine_workers", "if_unseen_pool_parts_na"):  # no store read
         assert again[key] == res[key], key
+    newer = tmp_path / "newer.sqlite"  # a store measuring sft on image: it joins the report's measured pairs
+    with Store(newer) as store:
+        put(store, "sft", "image", 0, 8.0, 10.0)
+        put(store, "dpo", "text", 0, 20.0, 2.0)
+    merged = gc.main(["--costs", str(out / "grid_cost_quick.json"), "--store", str(newer), "--algos", "dpo,sft,marlhf",
+                      "--domains", "text,image", "--seeds", "2", "--results", str(inputs[1]), "--out", str(tmp_path)])
+    pairs = {(p["algo"], p["domain"]): p for p in merged["pairs"]}
+    assert pairs["sft", "image"]["cell_s"] == pytest.approx(18.0) and not pairs["sft", "image"]["imputed"]
+    assert pairs["dpo", "text"]["train_s"] == pytest.approx(20.0)  # the store's replaces the report's 12
+    assert pairs["sft", "text"]["train_s"] == pytest.approx(4.0)  # the report's, kept
 
 
 def test_claims_cost_prices_exactly_the_cells_grid_claims_runs(tmp_path: Path, gc) -> None:
