@@ -47,8 +47,8 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def command(name: str) -> Any:
-    """``@app.command`` whose user errors print as one line (exit 2), never a traceback."""
+def command(name: str, on: typer.Typer | None = None) -> Any:
+    """``@app.command`` (or ``on``'s) whose user errors print as one line (exit 2), never a traceback."""
 
     def deco(fn: Any) -> Any:
         @functools.wraps(fn)
@@ -58,7 +58,7 @@ def command(name: str) -> Any:
             except UserError as e:
                 fail(str(e))
 
-        return app.command(name)(wrapper)
+        return (on or app).command(name)(wrapper)
 
     return deco
 
@@ -682,7 +682,7 @@ report_app = typer.Typer(help="Reports regenerated from the store.", no_args_is_
 app.add_typer(report_app, name="report")
 
 
-@report_app.command("claims")
+@command("claims", on=report_app)
 def report_claims_cmd(
     preset: Annotated[str, typer.Option("--preset", "-p", help="Which preset's cells (never mixed).")] = "quick",
     seeds: Annotated[str, typer.Option("--seeds", "-s", help="A count N (seeds 0..N-1) or a list 0,3,7.")] = "3",
@@ -690,22 +690,26 @@ def report_claims_cmd(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the Markdown report here (default: "
                                              "print it).")] = None,
     reps: Annotated[int, typer.Option("--reps", help="Bootstrap resamples.")] = 2000,
+    domains: Annotated[str, typer.Option("--domains", "-d", help="Only these domains' rows (comma list), e.g. "
+                                         "those run with more seeds.")] = "all",
 ) -> None:
     """Each seed paper's headline claim: paired difference, 95% intervals, verdict; and the experiments."""
     from benchmark.presets import check_preset
+    from benchmark.registry import DOMAINS
     from leaderboard.claims import report
 
     check_preset(preset)
     seed_list = _parse_seeds(seeds)
+    kept = None if domains.strip() == "all" else DOMAINS.parse(domains)
     if reps < 100:
         fail(f"--reps {reps}: use at least 100 bootstrap resamples")
     st = _open_store(store, readonly=True)
     if out is None:
-        sys.stdout.write(report(st, preset, seed_list, reps=reps))
+        sys.stdout.write(report(st, preset, seed_list, reps=reps, domains=kept))
         return
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(report(st, preset, seed_list, reps=reps, img=out.parent / "img"))
+        out.write_text(report(st, preset, seed_list, reps=reps, img=out.parent / "img", domains=kept))
     except OSError as e:
         fail(f"cannot write {out}: {e.strerror or e}; pass --out to a writable path")
     console.print(f"wrote {out} (plots in {out.parent / 'img'})")
@@ -784,8 +788,9 @@ def main() -> None:
     """Entry point: typer, with user errors as one line."""
     try:
         app(standalone_mode=True)
-    except UserError as e:
-        fail(str(e))
+    except UserError as e:  # outside typer: print the line and exit here, not through typer.Exit
+        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]: a cell that was running is marked failed and reruns next time")
         sys.exit(130)

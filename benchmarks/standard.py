@@ -31,6 +31,7 @@ METRICS = {
              "eos_rate"],
     "motion": ["gold_reward", "win_rate", "normalized_score", "elbo_gap", "r_precision_top3", "fid", "mm_dist",
                "diversity"],
+    "robot": ["gold_reward", "win_rate", "normalized_score", "d4rl_score", "success_rate", "kl_to_ref"],
 }
 DEFAULT_METRICS = ["gold_reward", "win_rate", "normalized_score", "kl_to_ref"]
 EXTRA = ["data/offline_epochs", "oracle_peek/best_checkpoint_gold_gain", "gold_gain"]

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -631,17 +631,23 @@ def claims_table(board: Any) -> Any:
     return Table("claims", "seed papers' claims", caption, columns, body, kind="claims", long=long)
 
 
-def report(store: Any, preset: str, seeds: Sequence[int], *, reps: int = 2000, img: Any = None) -> str:
+def report(store: Any, preset: str, seeds: Sequence[int], *, reps: int = 2000, img: Any = None,
+           domains: Sequence[str] | None = None) -> str:
     """The whole report as Markdown: the claims, the coverage sweep, the generation–verification
     grid and the raters' rank agreement; with ``img`` (a directory) their plots are drawn there and
-    linked as ``img/<name>.png``."""
-    from leaderboard.gap import evaluate_grids, grid_plot, grids_markdown
+    linked as ``img/<name>.png``; with ``domains``, only their rows (e.g. the domains run with more seeds)."""
+    from leaderboard.gap import GAP_GRIDS, evaluate_grids, grid_plot, grids_markdown
 
-    text = to_markdown(evaluate(store, preset, seeds, reps=reps), store=str(store.path), preset=preset, seeds=seeds)
-    sweeps = evaluate_sweeps(store, preset, seeds, reps=reps)
-    grids = evaluate_grids(store, preset, seeds, reps=reps)
+    def kept(domain: str) -> bool:
+        return domains is None or domain in domains
+
+    claims = [replace(c, domains=tuple(d for d in c.domains if kept(d))) for c in CLAIMS]
+    text = to_markdown(evaluate(store, preset, seeds, [c for c in claims if c.domains], reps=reps),
+                       store=str(store.path), preset=preset, seeds=seeds)
+    sweeps = [r for r in evaluate_sweeps(store, preset, seeds, reps=reps) if kept(r.domain)]
+    grids = evaluate_grids(store, preset, seeds, [g for g in GAP_GRIDS if kept(g.domain)], reps=reps)
     records = store.records(preset=preset)
-    ranks = [rank_agreement(records, d, seeds, reps=reps) for d in sorted({r.domain for r in records})]
+    ranks = [rank_agreement(records, d, seeds, reps=reps) for d in sorted({r.domain for r in records}) if kept(d)]
     swept = gridded = ranked = False
     if img is not None:
         img.mkdir(parents=True, exist_ok=True)

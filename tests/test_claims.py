@@ -11,7 +11,7 @@ import pytest
 
 from benchmark.runner import CellRequest, new_record, resolve
 from benchmark.store import Store
-from leaderboard.claims import Claim, all_claims, claim_cells, evaluate, verdict_of
+from leaderboard.claims import Claim, all_claims, claim_cells, evaluate, report, verdict_of
 
 CLAIM = Claim("Test et al. 2026", "dpo beats sft", "dpo", "sft", domains=("text",))
 SEEDS = [0, 1, 2]
@@ -101,6 +101,13 @@ def test_report_is_byte_identical_and_grid_claims_lists_its_cells(tmp_path: Path
     assert outs[0] == outs[1]
     text = outs[0].decode()
     assert "preset: **smoke**; seeds: 0, 1, 2" in text and "not run" in text
+    only = report(store, "smoke", [0, 1, 2], reps=200, domains=["text"])  # e.g. the domains run with more seeds
+    others = ("image", "robot", "motion", "multiagent")
+    assert "| text |" in only and all(f"| {d} |" in text for d in others)
+    assert not any(f"| {d} |" in only for d in others)
+    bad = subprocess.run([*run, "report", "claims", "--preset", "smoke", "--domains", "txt", "--store",
+                          str(tmp_path / "s.sqlite")], capture_output=True, text=True, env=env, timeout=300)
+    assert bad.returncode != 0 and "txt" in bad.stderr and "Traceback" not in bad.stderr
     dry = subprocess.run([*run, "grid", "--claims", "--preset", "smoke", "--seeds", "2", "--dry-run", "--store",
                           str(tmp_path / "s.sqlite")], capture_output=True, text=True, env=env, timeout=300)
     assert dry.returncode == 0, dry.stderr
