@@ -48,7 +48,8 @@ def _save(fig, out: Path, name: str) -> list[str]:
 
     out.mkdir(parents=True, exist_ok=True)
     fig.savefig(out / f"{name}.png", format="png", metadata={"Software": None}, bbox_inches="tight")
-    fig.savefig(out / f"{name}.svg", format="svg", metadata={"Date": None, "Creator": None}, bbox_inches="tight")
+    with plt.rc_context({"svg.hashsalt": RC["svg.hashsalt"]}):  # fixed element ids, whoever drew the figure
+        fig.savefig(out / f"{name}.svg", format="svg", metadata={"Date": None, "Creator": None}, bbox_inches="tight")
     plt.close(fig)
     return [f"{name}.png", f"{name}.svg"]
 

@@ -208,7 +208,9 @@ def test_the_generation_verification_grid_reports_the_gap_per_cell_and_its_trend
     assert grid_plot([small, large], tmp_path / "g.png") and (tmp_path / "g.png").stat().st_size > 1000
     made = experiment_plots(load_board(tmp_path / "s.sqlite", preset="smoke"), tmp_path / "img")
     assert [name for name, _ in made] == ["generation_verification"]  # the page's plot; no sweep or raters cells
-    assert (tmp_path / "img" / "generation_verification.svg").exists()
+    first = (tmp_path / "img" / "generation_verification.svg").read_bytes()
+    experiment_plots(load_board(tmp_path / "s.sqlite", preset="smoke"), tmp_path / "img")
+    assert (tmp_path / "img" / "generation_verification.svg").read_bytes() == first  # ids do not change
     put(store, "rlhf", 2, 0.0, domain_sets=("families=long", "scorer_layers=0"), status="failed")
     assert evaluate_grids(store, "smoke", SEEDS)[1].verdict == "not run"
     for (_, row_sets), (_, col_sets) in [(r, c) for r in grid.rows for c in grid.columns if c == grid.columns[0]]:
