@@ -262,9 +262,9 @@ def impute(meas: dict[tuple[str, str], Cost], algo: str, domain: str) -> Cost:
 
 def pair_costs(m: Measured, algos: list[str], domains: list[str],
                base: dict[tuple[str, str], Cost] | None = None) -> dict[tuple[str, str], Cost]:
-    """Every pair's quick cost: measured in the stores, else measured in ``base`` (an earlier
-    report's, ``--costs``), else imputed from all of those."""
-    meas = {k: c for k, c in (base or {}).items() if not c.imputed} | measured_costs(m)
+    """Every pair's quick cost: measured in ``base`` (an earlier report's, ``--costs``), else
+    measured in the stores (which fill the report's gaps), else imputed from all of those."""
+    meas = measured_costs(m) | {k: c for k, c in (base or {}).items() if not c.imputed}
     if not meas:
         raise SystemExit(f"no done {MEASURED_PRESET} cells with the preset's budget in the stores given: pass "
                          f"--store PATH of a store that holds some (`bench runs --preset {MEASURED_PRESET}`)")
@@ -512,12 +512,13 @@ def estimate(m: Measured, *, preset: str, algos: list[str], domains: list[str], 
     """The whole estimate as a JSON-able dict (the report's content); ``given``: (costs,
     preparations) from :func:`from_report` instead of the stores'; ``target``: cells measured at
     ``preset`` itself, which replace and calibrate the extrapolation. With both ``given`` and stores,
-    the stores' measured pairs and preparations replace the report's."""
+    the stores fill the pairs and preparations that the report did not measure."""
     overheads, target = overheads or {}, target or Measured()
     costs = pair_costs(m, algos, domains, given[0] if given else None)
     prep = preparation(m, domains, results)
-    if given:  # the earlier report's preparations, where the stores measured none
-        prep = {d: prep[d] if m.prep.get(d) else given[1].get(d, prep[d]) for d in domains}
+    if given:  # the earlier report's preparations, except those it imputed and the stores measured
+        prep = {d: prep[d] if m.prep.get(d) and given[1].get(d, ("", "imputed"))[1].startswith("imputed")
+                else given[1].get(d, prep[d]) for d in domains}
     at, cell_factor = cells_at_preset(costs, measured_costs(target), preset, domains)
     preps, prep_factor = preparations_at_preset(prep, target, preset, domains)
     rules = m.na | target.na
@@ -708,8 +709,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--store", type=Path, action="append", default=[], help="a store with measured cells (repeat)")
     ap.add_argument("--costs", type=Path, help="the measured inputs of an earlier quick report (grid_cost_quick.json), "
-                    "e.g. to extrapolate standard again after its budgets change; pairs measured in --store replace "
-                    "its pairs")
+                    "e.g. to extrapolate standard again after its budgets change; --store fills the pairs it did not "
+                    "measure")
     ap.add_argument("--preset", choices=["quick", "standard"], default="quick")
     ap.add_argument("--measured-store", type=Path, action="append", default=[],
                     help="a store with cells measured at --preset itself (repeat): they replace the extrapolation "

@@ -174,7 +174,7 @@ def test_the_command_writes_json_and_markdown(gc, inputs: tuple[Path, Path], tmp
                      "--ray-workers", "4", "--results", str(inputs[1]), "--out", str(tmp_path / "again")])
     for key in ("domains", "pairs", "serial", "machine_workers", "if_unseen_pool_parts_na"):  # no store read
         assert again[key] == res[key], key
-    newer = tmp_path / "newer.sqlite"  # a store measuring sft on image: it joins the report's measured pairs
+    newer = tmp_path / "newer.sqlite"  # a store measuring sft on image: it fills a pair the report imputed
     with Store(newer) as store:
         put(store, "sft", "image", 0, 8.0, 10.0)
         put(store, "dpo", "text", 0, 20.0, 2.0)
@@ -182,7 +182,7 @@ def test_the_command_writes_json_and_markdown(gc, inputs: tuple[Path, Path], tmp
                       "--domains", "text,image", "--seeds", "2", "--results", str(inputs[1]), "--out", str(tmp_path)])
     pairs = {(p["algo"], p["domain"]): p for p in merged["pairs"]}
     assert pairs["sft", "image"]["cell_s"] == pytest.approx(18.0) and not pairs["sft", "image"]["imputed"]
-    assert pairs["dpo", "text"]["train_s"] == pytest.approx(20.0)  # the store's replaces the report's 12
+    assert pairs["dpo", "text"]["train_s"] == pytest.approx(12.0)  # the report's measurement is kept
     assert pairs["sft", "text"]["train_s"] == pytest.approx(4.0)  # the report's, kept
 
 
