@@ -35,6 +35,15 @@ def preparation_key(cell) -> tuple[str, str]:
     return cell.request.domain, hash_obj({k: v for k, v in cell.config["domain_config"].items() if k not in runtime})
 
 
+def priced(report: dict) -> str:
+    """What the report's per-pair costs are."""
+    if report["preset"] == "quick":
+        return "measured or imputed quick costs"
+    kind = "measured there or extrapolated from quick and calibrated" if report.get("calibrated") else \
+        "extrapolated from quick"
+    return f"{report['preset']} costs, {kind}"
+
+
 def plans(cells: list, report: dict) -> list[DomainPlan]:
     """One plan per preparation: its cells priced by the report's (algorithm, domain) costs."""
     pair = {(p["algo"], p["domain"]): p["cell_s"] for p in report["pairs"]}
@@ -66,8 +75,8 @@ def main(argv: list[str] | None = None) -> dict:
            "costs_from": str(args.costs), "machine": machine()}
     lines = [f"# `bench grid --claims` from an empty store, {preset} preset, {args.seeds} seeds", "",
              f"{len(cells)} cells ({', '.join(f'{d} {n}' for d, n in res['cells_per_domain'].items())}) in "
-             f"{len(ps)} preparations, priced by {args.costs.name} (measured or imputed quick costs per algorithm and "
-             "domain; the process executor's overhead per cell is not added).", "",
+             f"{len(ps)} preparations, priced by {args.costs.name} ({priced(report)} per algorithm and domain; the "
+             "process executor's overhead per cell is not added).", "",
              "| workers | wall h |", "|---|---|",
              *(f"| {w['workers']} | {w['estimate_s'] / HOUR:.2f} |" for w in res["walls"]),
              "", f"Serial, one core: {res['serial_s'] / HOUR:.2f} h."]
