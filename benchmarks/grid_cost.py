@@ -49,9 +49,9 @@ algorithm × domain × condition (``--conditions``, default all registered) × `
   sampling steps of the standard configs are not modelled: the figures are low.
 - **Calibration by cells measured at the preset** (``--measured-store``, ``--preparation``): a pair
   measured there costs its medians; every other pair is extrapolated as above, its training and its
-  rest each multiplied by its domain's factor = the median over the domain's measured pairs of
-  measured ÷ extrapolated (parts under MIN_TRAIN_S left out), or, for a domain with none, the median
-  over all measured pairs. Preparations likewise (a grid prepares each domain in its own task, so
+  rest each multiplied by its domain's factor = the median over the domain's pairs measured at both
+  presets of measured ÷ extrapolated (parts under MIN_TRAIN_S left out), or, for a domain with none,
+  the median over all such pairs. Preparations likewise (a grid prepares each domain in its own task, so
   its cells do not record it: pass it with ``--preparation DOMAIN=SECONDS``, e.g. from the grid's
   log or its cache file's times).
 
@@ -362,11 +362,11 @@ def cells_at_preset(costs: dict[tuple[str, str], Cost], target: dict[tuple[str, 
                     domains: list[str]) -> tuple[dict[tuple[str, str], AtPreset], dict[str, dict[str, tuple]]]:
     """Every pair's cell at ``preset``: its median where measured there (``target``), else its quick
     cost extrapolated, its training and its rest each multiplied by the domain's factor (measured ÷
-    extrapolated, over the pairs measured at the preset whose extrapolated part is at least
+    extrapolated, over the pairs measured at both presets whose extrapolated part is at least
     MIN_TRAIN_S; see :func:`factors`)."""
     ratios: dict[str, dict[str, list[float]]] = {"train": defaultdict(list), "rest": defaultdict(list)}
     for (a, d), t in target.items():
-        if (a, d) not in costs or d not in domains:
+        if (a, d) not in costs or costs[a, d].imputed or d not in domains:
             continue
         guess = extrapolate(costs[a, d], preset_ratios(d, preset))
         for part, mine, theirs in (("train", t.train_s, guess.train_s), ("rest", t.rest_s, guess.rest_s)):

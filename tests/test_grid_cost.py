@@ -127,6 +127,7 @@ def test_cells_measured_at_standard_replace_and_calibrate_the_extrapolation(gc, 
         put(store, "dpo", "text", 0, 300.0, 100.0, prep=900.0, prepared=True, preset="standard")
         put(store, "dpo", "text", 1, 340.0, 100.0, prep=1.0, preset="standard")
         put(store, "sft", "text", 0, 1.0, 1.0)  # a quick cell in the standard store: not read as standard
+        put(store, "sft", "image", 0, 900.0, 900.0, preset="standard")  # imputed at quick: costs, never calibrates
     m, target = gc.Measured(), gc.Measured()
     gc.read_store(inputs[0], m)
     gc.read_store(path, target, "standard")
@@ -135,6 +136,7 @@ def test_cells_measured_at_standard_replace_and_calibrate_the_extrapolation(gc, 
     train, rest = 320.0 / plain["dpo", "text"]["train_s"], 100.0 / plain["dpo", "text"]["rest_s"]
     assert pairs["dpo", "text"]["cell_s"] == pytest.approx(420.0)
     assert pairs["dpo", "text"]["at_preset"]["source"] == "measured at standard (2 cells)"
+    assert pairs["sft", "image"]["cell_s"] == pytest.approx(1800.0)
     for key in (("sft", "text"), ("dpo", "image")):
         assert pairs[key]["cell_s"] == pytest.approx(plain[key]["train_s"] * train + plain[key]["rest_s"] * rest)
     cal = {c["domain"]: c for c in res["calibration"]}
@@ -149,7 +151,7 @@ def test_cells_measured_at_standard_replace_and_calibrate_the_extrapolation(gc, 
     res["machine"] = gc.machine()
     md = gc.markdown(res)
     assert "Calibration (measured at standard ÷ extrapolated from quick)" in md
-    assert "| text | dpo | " in md and "| image | — |" in md
+    assert "| text | dpo | " in md and "| image | sft | " in md
     with pytest.raises(SystemExit, match="only with --preset standard"):
         gc.main(["--store", str(inputs[0]), "--measured-store", str(path), "--out", str(tmp_path / "o")])
     with pytest.raises(SystemExit, match="write DOMAIN=SECONDS"):
