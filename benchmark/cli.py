@@ -42,8 +42,12 @@ StoreOpt = Annotated[
 ]
 
 
-def fail(message: str, code: int = 2) -> None:
+def error_line(message: str) -> None:
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+
+
+def fail(message: str, code: int = 2) -> None:
+    error_line(message)
     raise typer.Exit(code)
 
 
@@ -789,7 +793,7 @@ def main() -> None:
     try:
         app(standalone_mode=True)
     except UserError as e:  # outside typer: print the line and exit here, not through typer.Exit
-        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        error_line(str(e))
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]: a cell that was running is marked failed and reruns next time")

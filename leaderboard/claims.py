@@ -644,7 +644,8 @@ def report(store: Any, preset: str, seeds: Sequence[int], *, reps: int = 2000, i
     claims = [replace(c, domains=tuple(d for d in c.domains if kept(d))) for c in CLAIMS]
     text = to_markdown(evaluate(store, preset, seeds, [c for c in claims if c.domains], reps=reps),
                        store=str(store.path), preset=preset, seeds=seeds)
-    sweeps = [r for r in evaluate_sweeps(store, preset, seeds, reps=reps) if kept(r.domain)]
+    sweeps = evaluate_sweeps(store, preset, seeds, [replace(w, domains=tuple(d for d in w.domains if kept(d)))
+                                                   for w in SWEEPS], reps=reps)
     grids = evaluate_grids(store, preset, seeds, [g for g in GAP_GRIDS if kept(g.domain)], reps=reps)
     records = store.records(preset=preset)
     ranks = [rank_agreement(records, d, seeds, reps=reps) for d in sorted({r.domain for r in records}) if kept(d)]
