@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from benchmark.api import Algorithm, Policy, RunContext
-from benchmark.objectives import kto_loss, kto_reference_point
+from benchmark.objectives import kto_loss, kto_reference_point, kto_slope
 from benchmark.training import logps_with_reference, optimizer_step, should_log
 
 
@@ -59,9 +59,11 @@ class KTO(Algorithm):
             with torch.no_grad():
                 kl_lp, kl_ref, _ = logps_with_reference(policy, reference, b.contexts, shifted, ctx.generator)
             z0 = kto_reference_point(kl_lp, kl_ref)
-            loss = kto_loss(lp - lp_ref, b.label.to(lp.device), z0, cfg.beta, cfg.desirable_weight,
+            rho = lp - lp_ref
+            loss = kto_loss(rho, b.label.to(lp.device), z0, cfg.beta, cfg.desirable_weight,
                             cfg.undesirable_weight).mean()
             optimizer_step(opt, loss, policy.parameters(), cfg.max_grad_norm)
             if should_log(ctx, step):
-                ctx.log(step, loss=float(loss.detach()), z0=float(z0))
+                ctx.log(step, loss=float(loss.detach()), z0=float(z0), rho=float(rho.detach().mean()),
+                        slope=float(kto_slope(rho.detach(), z0, cfg.beta).mean()))
         return policy

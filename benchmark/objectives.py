@@ -205,6 +205,14 @@ def kto_loss(
     return torch.where(d, loss_d, loss_u)
 
 
+def kto_slope(rho: Tensor, z0: Tensor | float, beta: float) -> Tensor:
+    """How much gradient KTO's value function still passes: 4 σ(u) σ(−u), u = β(ρ − z₀), the slope of
+    σ relative to its peak. 1 where ρ = z₀; near 0 where the sigmoid saturates (|u| ≳ 5) and the example
+    no longer moves the policy. The same for desirable and undesirable examples (σ′ is even)."""
+    u = beta * (rho - z0)
+    return 4 * torch.sigmoid(u) * torch.sigmoid(-u)
+
+
 # -- reward models -----------------------------------------------------------------------------
 
 

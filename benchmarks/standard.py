@@ -32,6 +32,8 @@ METRICS = {
     "motion": ["gold_reward", "win_rate", "normalized_score", "elbo_gap", "r_precision_top3", "fid", "mm_dist",
                "diversity"],
     "robot": ["gold_reward", "win_rate", "normalized_score", "d4rl_score", "success_rate", "kl_to_ref"],
+    "image": ["gold_reward", "win_rate", "normalized_score", "elbo_gap", "alignment", "alignment_all",
+              "fid_classifier", "diversity"],
 }
 DEFAULT_METRICS = ["gold_reward", "win_rate", "normalized_score", "kl_to_ref"]
 EXTRA = ["data/offline_epochs", "oracle_peek/best_checkpoint_gold_gain", "gold_gain"]

@@ -181,6 +181,19 @@ def test_kto_reference_point_is_clamped_and_detached() -> None:
     assert z0.item() == pytest.approx(1.0)
 
 
+def test_kto_slope_is_the_sigmoid_gradient_relative_to_its_peak() -> None:
+    # 4 σ(u) σ(−u) with u = β(ρ − z₀): 1 at ρ = z₀, even in u, ≈ 0 once |u| is large; and it is
+    # |∂ loss/∂ρ| ÷ (β/4) of the desirable (or undesirable) KTO loss
+    rho = torch.tensor([2.0, 2.0 + 30.0, 2.0 - 30.0, 2.0 + 1000.0], requires_grad=True)
+    slope = O.kto_slope(rho, 2.0, 0.1)
+    assert slope[0].item() == pytest.approx(1.0)
+    assert slope[1].item() == pytest.approx(slope[2].item())
+    assert slope[1].item() == pytest.approx(4 * math.exp(-3) / (1 + math.exp(-3)) ** 2, rel=1e-5)
+    assert slope[3].item() < 1e-20
+    O.kto_loss(rho, torch.ones(4), 2.0, 0.1).sum().backward()
+    assert torch.allclose(rho.grad.abs(), 0.1 / 4 * slope.detach())
+
+
 def test_label_smoothing_and_soft_preference_agree() -> None:
     h = torch.tensor([0.7, -0.3])
     torch.testing.assert_close(O.dpo_loss(h, 0.5, 0.2), O.soft_preference_loss(h, 0.5, torch.tensor(0.8)))
