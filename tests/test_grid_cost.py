@@ -281,3 +281,25 @@ def test_dpo_vs_trl_agrees_with_trl_and_bounds_the_ratio(tmp_path: Path, cache_d
     assert c["gflop_per_step"] > 0 and 0 < c["utilisation_ours"] < 1.5
     assert c["max_speedup_over_trl"] == pytest.approx(1 / c["utilisation_trl"], rel=1e-6)  # peak ÷ TRL's rate
     assert "no implementation of this step can run more than" in (tmp_path / "dpo_vs_trl_smoke.md").read_text()
+
+
+def test_kto_saturation_reads_kto_s_logged_slope_from_a_real_cell(tmp_path: Path, cache) -> None:
+    """KTO logs z₀, ρ and the sigmoid's slope at every curve point; ``benchmarks/kto_saturation.py``
+    averages them per window, counts the saturated steps and plots them."""
+    from benchmark.runner import run_cell
+
+    spec = importlib.util.spec_from_file_location("kto_saturation", SCRIPT.parent / "kto_saturation.py")
+    ks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ks)
+    with Store(tmp_path / "s.sqlite") as store:
+        rec = run_cell(resolve(CellRequest("kto", "text", preset="smoke")), store=store, cache=cache)
+    assert rec.status == "done"
+    steps = [k for k, _ in rec.curves["slope"]]
+    assert steps == [k for k, _ in rec.curves["z0"]] == [k for k, _ in rec.curves["rho"]]
+    assert steps == list(range(rec.train_steps))
+    assert all(0 <= v <= 1 for _, v in rec.curves["slope"]) and rec.curves["slope"][0][1] == pytest.approx(1.0)
+    assert ks.windows([[0, 1.0], [1, 3.0], [2, 5.0], [5, 7.0]], 2, 6) == [2.0, 5.0, 7.0]
+    ks.main(["--store", str(tmp_path / "s.sqlite"), "--domain", "text", "--preset", "smoke", "--out", str(tmp_path)])
+    assert (tmp_path / "text_smoke_curves" / "kto_saturation.png").stat().st_size > 10_000
+    with pytest.raises(SystemExit, match="no done kto cells of robot"):
+        ks.main(["--store", str(tmp_path / "s.sqlite"), "--domain", "robot", "--preset", "smoke"])
