@@ -65,8 +65,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     with Store(args.store, readonly=True) as st:
-        records = {r.seed: r for r in st.records(algo="kto", domain=args.domain, status="done")
-                   if r.preset == args.preset and "slope" in r.curves}
+        records = {r.seed: r for r in st.records(algo="kto", domain=args.domain, preset=args.preset, status="done")
+                   if "slope" in r.curves}
     if not records:
         raise SystemExit(f"no done kto cells of {args.domain} at {args.preset} with a logged slope in {args.store}")
     for seed, r in sorted(records.items()):
