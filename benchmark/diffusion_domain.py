@@ -13,13 +13,15 @@ import copy
 from dataclasses import dataclass
 from typing import ClassVar
 
+import torch
 from torch import Tensor, nn
 
 from benchmark.api import Contexts, DomainSpec, Samples
 from benchmark.domain import Domain, DomainConfig
 from benchmark.policies.diffusion import DiffusionPolicy
 from benchmark.policies.diffusion_scorer import DiffusionScorer, Trunk
-from benchmark.preparation import DiffusionReferenceConfig
+from benchmark.preparation import DiffusionReferenceConfig, train_diffusion_reference
+from benchmark.progress import Progress
 
 GEN_SOURCES = ("reference", "reference_noguide", "early_checkpoint")
 """The offline pool's generated sources: the reference with and without guidance, and its early checkpoint."""
@@ -72,6 +74,7 @@ class DiffusionDomain(Domain):
 
     Config = DiffusionConfig
     cache_deps = (*Domain.cache_deps, "benchmark.diffusion_domain")
+    prepares_on_device = True
     sample_field: ClassVar[str] = "image"
     prediction: ClassVar[str] = "epsilon"
     clip: ClassVar[float | None] = 1.0
@@ -107,13 +110,25 @@ class DiffusionDomain(Domain):
             draws=c.logp_draws, clip=self.clip, sample_field=self.sample_field, prediction=self.prediction,
         )
 
+    def fit_reference(self, contexts: Contexts, data: Samples, generator: torch.Generator, progress: Progress,
+                      title: str) -> tuple[nn.Module, dict[str, Tensor]]:
+        """Train the reference denoiser on (contexts, data): (the EMA denoiser, its early weights). It
+        trains on the domain's device (most of the preparation's time; a GPU takes it where the cells
+        run); the initial weights and every batch, noise and dropout draw come from CPU generators,
+        the same on every device."""
+        torch.manual_seed(self.cfg.seed)  # model initialisation
+        policy = self.make_diffusion_policy(self.make_denoiser().to(self.device))
+        return train_diffusion_reference(policy, contexts, data, self.cfg.reference_training(), generator,
+                                         progress, title)
+
     def behaviour_policies(self, reference: nn.Module, early_state: dict[str, Tensor]) -> dict[str, DiffusionPolicy]:
-        """The pool's generated sources (``GEN_SOURCES``) from the trained denoiser and its early weights."""
-        early = self.make_denoiser()
+        """The pool's generated sources (``GEN_SOURCES``) from the trained denoiser and its early weights,
+        on the domain's device."""
+        early = self.make_denoiser().to(self.device)
         early.load_state_dict(early_state)
         return {
-            "reference": self.make_diffusion_policy(reference),
-            "reference_noguide": self.make_diffusion_policy(reference, guidance=1.0),
+            "reference": self.make_diffusion_policy(reference.to(self.device)),
+            "reference_noguide": self.make_diffusion_policy(reference.to(self.device), guidance=1.0),
             "early_checkpoint": self.make_diffusion_policy(early.eval()),
         }
 

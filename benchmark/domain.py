@@ -131,6 +131,9 @@ class Domain(abc.ABC):
     cache_deps: ClassVar[tuple[str, ...]] = ("benchmark.api", "benchmark.domain", "benchmark.policies")
     #: config fields that do not change preparation (excluded from the cache key)
     runtime_fields: ClassVar[frozenset[str]] = frozenset({"lr"})
+    #: whether ``build`` trains on the domain's device (a GPU-trained reference differs from a
+    #: CPU-trained one in rounding, so the cache keys the device type then)
+    prepares_on_device: ClassVar[bool] = False
 
     #: context fields that identify a context for the held-out check (a prompt, a scene, a task
     #: variation): no evaluation context may share them with a training or pool context

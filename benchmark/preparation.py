@@ -102,9 +102,9 @@ def fit(model: nn.Module, loss_at: Callable[[int], Tensor], cfg: FitConfig, prog
 
 
 def clone_state(module: nn.Module) -> dict[str, Tensor]:
-    """A detached copy of a module's weights (what a domain's preparation state stores; it loads
-    with ``torch.load(weights_only=True)``)."""
-    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+    """A detached CPU copy of a module's weights (what a domain's preparation state stores, the same
+    wherever it was trained; it loads with ``torch.load(weights_only=True)``)."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
 
 
 # ---------------------------------------------------------------------------------------------

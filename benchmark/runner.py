@@ -206,10 +206,14 @@ PREPARATION_DEPS = ("benchmark.evaluation", "benchmark.data", "benchmark.metrics
 
 def preparation_key(domain: Domain, cache: PreparationCache) -> str:
     """The preparation cache's key of a domain: its build config and the source of its package, of
-    ``Domain.cache_deps`` and of :data:`PREPARATION_DEPS` (every module whose output is cached)."""
+    ``Domain.cache_deps`` and of :data:`PREPARATION_DEPS` (every module whose output is cached); and
+    the device type, for a domain that prepares on its device other than the CPU."""
     cls = type(domain)
     package = cls.__module__.rsplit(".", 1)[0] if "." in cls.__module__ else cls.__module__
-    return cache.key(cls.name, domain.build_config(), [package, *cls.cache_deps, *PREPARATION_DEPS])
+    config = domain.build_config()
+    if cls.prepares_on_device and domain.device.type != "cpu":
+        config = {**config, "prepared_on": domain.device.type}
+    return cache.key(cls.name, config, [package, *cls.cache_deps, *PREPARATION_DEPS])
 
 
 def loaded_domains_limit() -> int:

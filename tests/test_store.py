@@ -96,3 +96,18 @@ def test_editing_a_cached_module_changes_the_preparation_key(tmp_path) -> None:
     assert unrelated == first, "an unrelated module must not force a rebuild"
     seen = {first, *cached}
     assert len(seen) == 4, "each cached module's edit gives a new key (a rebuild)"
+
+
+def test_a_diffusion_domain_prepared_on_a_gpu_has_its_own_cache_key(tmp_path) -> None:
+    """Image and motion train their reference on the cell's device: a GPU-trained reference differs
+    from a CPU-trained one in rounding, so the two never share a cache file. Domains that prepare
+    on the CPU whatever the device (text) keep one key."""
+    from benchmark.cache import PreparationCache
+    from benchmark.runner import CellRequest, preparation_key, resolve
+
+    cache = PreparationCache(tmp_path)
+    for domain, own_key in (("image", True), ("motion", True), ("text", False)):
+        cell = resolve(CellRequest("sft", domain, preset="smoke"))
+        on_cpu = preparation_key(cell.domain_cls(cell.domain_cfg, "cpu"), cache)
+        on_gpu = preparation_key(cell.domain_cls(cell.domain_cfg, "cuda"), cache)  # a name: needs no GPU
+        assert (on_cpu != on_gpu) == own_key, domain

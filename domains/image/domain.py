@@ -53,7 +53,6 @@ from benchmark.preparation import (
     clone_state,
     fit,
     sample_pool_parts,
-    train_diffusion_reference,
 )
 from benchmark.progress import Progress
 from domains.image import scenes as S
@@ -294,10 +293,8 @@ class ImageDomain(DiffusionDomain):
         srcs = rng.choices(sources, weights, k=c.ref_data)
         ctx = self.encode(scenes)
         data = self._render(srcs, scenes, rng)
-        torch.manual_seed(c.seed)  # model initialisation
-        policy = self.make_diffusion_policy(self.make_denoiser())
-        return train_diffusion_reference(policy, ctx, data, c.reference_training(), gen, progress,
-                                         "image: train the reference (DDPM on the rendering mixture)")
+        title = "image: train the reference (DDPM on the rendering mixture)"
+        return self.fit_reference(ctx, data, gen, progress, title)
 
     def _train_classifier(self, rng: random.Random, gen: torch.Generator, progress: Progress) -> SceneClassifier:
         c = self.cfg

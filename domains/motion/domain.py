@@ -48,7 +48,6 @@ from benchmark.preparation import (
     assemble_pool,
     clone_state,
     sample_pool_parts,
-    train_diffusion_reference,
 )
 from benchmark.progress import Progress
 from domains.motion import motions as M
@@ -247,11 +246,9 @@ class MotionDomain(DiffusionDomain):
         features = torch.from_numpy(K.to_features(positions)).float()
         self.mean = features.mean((0, 1))
         self.std = features.std((0, 1)).clamp(min=1e-2)
-        torch.manual_seed(c.seed)  # model initialisation
-        policy = self.make_diffusion_policy(self.make_denoiser())
-        ref_model, early_state = train_diffusion_reference(
-            policy, ctx, Batch({"motion": normalise(features, self.mean, self.std)}), c.reference_training(), gen,
-            progress, "motion: train the reference (MDM on the behaviour mixture)")
+        ref_model, early_state = self.fit_reference(
+            ctx, Batch({"motion": normalise(features, self.mean, self.std)}), gen, progress,
+            "motion: train the reference (MDM on the behaviour mixture)")
         evaluator = self._train_evaluator(rng, gen, progress)
         self.oracle = MotionOracle(self.mean, self.std, evaluator, self.evaluator_config(), c.frames)
         splits = {"train_contexts": (c.train_contexts, "train"), "eval_contexts": (c.eval_contexts, "heldout"),
