@@ -151,6 +151,9 @@ class Domain(abc.ABC):
     the training contexts (docs/design.md §5)."""
     indist_contexts: Contexts | None = None
     """An optional in-distribution evaluation split (metrics ``indist/*``)."""
+    built_with: dict[str, Any] = {}
+    """How the prepared state was built (``torch_threads``, ``device``), set by the runner from the
+    cache file: a preparation built with another thread count or device is another reference."""
 
     def __init__(self, cfg: DomainConfig, device: torch.device | str = "cpu"):
         self.cfg = cfg

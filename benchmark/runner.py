@@ -238,7 +238,8 @@ def prepare_domain(domain_cls: type[Domain], cfg: Any, cache: PreparationCache, 
         seed_everything(stable_seed("prepare", domain_cls.name, cfg.seed))
         state = domain.build(progress)
         domain.load(state)
-        return {"domain": state, "reference_eval": reference_statistics(domain, progress)}
+        return {"domain": state, "reference_eval": reference_statistics(domain, progress),
+                "built_with": {"torch_threads": torch.get_num_threads(), "device": str(device)}}
 
     def usable(state: dict) -> None:  # loads a cached state; one from other code fails here and is rebuilt
         domain.load(state["domain"])
@@ -246,6 +247,7 @@ def prepare_domain(domain_cls: type[Domain], cfg: Any, cache: PreparationCache, 
             raise KeyError("reference_eval.splits")
 
     state, built = cache.get_or_build(domain_cls.name, key, build, validate=usable)  # the domain holds state
+    domain.built_with = dict(state.get("built_with", {}))  # {} for a file from before this was kept
     while _LOADED and len(_LOADED) >= loaded_domains_limit():  # forget the least recently used
         _LOADED.pop(next(iter(_LOADED)))
     _LOADED[memo] = (domain, state["reference_eval"])
@@ -445,6 +447,7 @@ def execute_cell(
         domain, stats, built = prepare_domain(cell.domain_cls, cell.domain_cfg, cache or PreparationCache(), device,
                                               progress)
         timings["prepare_s"], timings["prepared_now"] = time.perf_counter() - t0, float(built)
+        rec.env["preparation_threads"] = domain.built_with.get("torch_threads")
         seed_everything(stable_seed("cell", req.seed))
         mismatch = condition_mismatch(domain.pool, cell.condition, domain.name)
         if mismatch:

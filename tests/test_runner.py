@@ -195,3 +195,28 @@ def test_prepared_domains_stay_loaded_up_to_the_limit(cache, monkeypatch: pytest
     prepare("motion")
     assert [k[0] for k in runner._LOADED] == ["motion"]
     assert prepare("text") is not text  # reloaded from the cache
+
+
+def test_a_record_says_how_many_threads_built_its_preparation(tmp_path) -> None:
+    """A preparation built with 1 thread and cached is another reference than one built with 2: the
+    record carries the builder's count (from the cache file), not the cell's own."""
+    import torch
+
+    from benchmark.cache import PreparationCache
+    from benchmark.runner import _LOADED, CellRequest, execute_cell, resolve
+
+    cell = resolve(CellRequest("sft", "text", preset="smoke"))
+    cache, before = PreparationCache(tmp_path / "cache"), torch.get_num_threads()
+    _LOADED.clear()
+    try:
+        torch.set_num_threads(1)
+        first = execute_cell(cell, cache=cache, home=tmp_path)
+        _LOADED.clear()  # the next cell loads the file
+        torch.set_num_threads(2)
+        second = execute_cell(cell, cache=cache, home=tmp_path)
+    finally:
+        torch.set_num_threads(before)
+        _LOADED.clear()
+    assert first.env["preparation_threads"] == 1 and first.timings["prepared_now"] == 1.0
+    assert second.timings["prepared_now"] == 0.0
+    assert (second.env["torch_threads"], second.env["preparation_threads"]) == (2, 1)
