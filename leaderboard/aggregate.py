@@ -224,6 +224,15 @@ class Board:
     def code_versions(self) -> list[tuple[str, int]]:
         return sorted(Counter(r.code_version for r in self.records).items())
 
+    def mixed_preparations(self) -> dict[str, list[tuple[int, int]]]:
+        """Domains whose done cells come from preparations built with different torch thread counts
+        (another reference each: docs/design.md, threads and determinism): domain → [(threads, cells)]."""
+        counts: dict[str, Counter] = {}
+        for r in self.records:
+            if r.status == "done" and r.env.get("preparation_threads") is not None:
+                counts.setdefault(r.domain, Counter())[r.env["preparation_threads"]] += 1
+        return {d: sorted(c.items()) for d, c in sorted(counts.items()) if len(c) > 1}
+
     def provenance(self) -> list[tuple[str, str]]:
         counts = self.status_counts()
         cells = f"{len(self.records)} (" + ", ".join(
@@ -234,6 +243,10 @@ class Board:
             ("cells", cells),
             ("code versions", ", ".join(f"{v} ({n} cells)" for v, n in self.code_versions())),
             ("intervals", "over training seeds (independent runs), not evaluation samples"),
+            *([("not one reference", "; ".join(
+                f"{d}: preparations built with torch threads " + ", ".join(f"{n} ({k} cells)" for n, k in mixed)
+                for d, mixed in self.mixed_preparations().items()) + "; compare cells of one preparation")]
+              if self.mixed_preparations() else []),
             *([("left out", f"{self.stale} done cells scored under an older definition (score_version ≠ "
                 f"{SCORE_VERSION}); rerun them with --force")] if self.stale else []),
         ]

@@ -430,3 +430,23 @@ def test_html_page_links_each_entrys_pictures_and_skips_missing_files(tmp_path: 
     shutil.rmtree(home / "artifacts")
     bare = to_html(board, build_tables(board, aggs), [], run_pictures(board, home / "site"))
     assert "pictures" not in bare and "<img " not in bare
+
+
+def test_the_board_says_when_a_domain_mixes_two_preparations(tmp_path: Path) -> None:
+    """Cells whose preparations were built with different thread counts have different references:
+    the provenance names the domain and the counts; one preparation gives no such line."""
+    from benchmark.runner import new_record
+
+    store = Store(tmp_path / "s.sqlite")
+    for seed, built in ((0, 1), (1, 1), (2, 2)):
+        rec = new_record(resolve(CellRequest("sft", "text", seed=seed, preset="smoke")), status="done")
+        rec.metrics = {"normalized_score": 1.0, "score_version": SCORE_VERSION}
+        rec.env = dict(rec.env, preparation_threads=built)
+        store.put(rec)
+    store.close()
+    board = load_board(tmp_path / "s.sqlite", preset="smoke")
+    assert dict(board.provenance())["not one reference"] == (
+        "text: preparations built with torch threads 1 (2 cells), 2 (1 cells); compare cells of one preparation")
+    one = load_board(tmp_path / "s.sqlite", preset="smoke")
+    one.records = [r for r in one.records if r.env["preparation_threads"] == 1]
+    assert "not one reference" not in dict(one.provenance())
