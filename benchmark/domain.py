@@ -152,8 +152,8 @@ class Domain(abc.ABC):
     indist_contexts: Contexts | None = None
     """An optional in-distribution evaluation split (metrics ``indist/*``)."""
     built_with: dict[str, Any] = {}
-    """How the prepared state was built (``torch_threads``, ``device``), set by the runner from the
-    cache file: a preparation built with another thread count or device is another reference."""
+    """How the prepared state was built (``torch_threads``), set by the runner from the cache file: a
+    preparation built with another thread count is another reference (the device is in the key)."""
 
     def __init__(self, cfg: DomainConfig, device: torch.device | str = "cpu"):
         self.cfg = cfg

@@ -239,7 +239,7 @@ def prepare_domain(domain_cls: type[Domain], cfg: Any, cache: PreparationCache, 
         state = domain.build(progress)
         domain.load(state)
         return {"domain": state, "reference_eval": reference_statistics(domain, progress),
-                "built_with": {"torch_threads": torch.get_num_threads(), "device": str(device)}}
+                "built_with": {"torch_threads": torch.get_num_threads()}}
 
     def usable(state: dict) -> None:  # loads a cached state; one from other code fails here and is rebuilt
         domain.load(state["domain"])

@@ -244,9 +244,9 @@ class Board:
             ("code versions", ", ".join(f"{v} ({n} cells)" for v, n in self.code_versions())),
             ("intervals", "over training seeds (independent runs), not evaluation samples"),
             *([("not one reference", "; ".join(
-                f"{d}: preparations built with torch threads " + ", ".join(f"{n} ({k} cells)" for n, k in mixed)
-                for d, mixed in self.mixed_preparations().items()) + "; compare cells of one preparation")]
-              if self.mixed_preparations() else []),
+                f"{d}: preparations built with torch threads " + ", ".join(f"{n} ({k} cells)" for n, k in counts)
+                for d, counts in mixed.items()) + "; compare cells of one preparation")]
+              if (mixed := self.mixed_preparations()) else []),
             *([("left out", f"{self.stale} done cells scored under an older definition (score_version ≠ "
                 f"{SCORE_VERSION}); rerun them with --force")] if self.stale else []),
         ]
