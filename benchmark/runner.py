@@ -211,9 +211,15 @@ def preparation_key(domain: Domain, cache: PreparationCache) -> str:
     cls = type(domain)
     package = cls.__module__.rsplit(".", 1)[0] if "." in cls.__module__ else cls.__module__
     config = domain.build_config()
-    if cls.prepares_on_device and domain.device.type != "cpu":
-        config = {**config, "prepared_on": domain.device.type}
+    if preparation_device(domain) != "cpu":
+        config = {**config, "prepared_on": preparation_device(domain)}
     return cache.key(cls.name, config, [package, *cls.cache_deps, *PREPARATION_DEPS])
+
+
+def preparation_device(domain: Domain) -> str:
+    """The device type a domain's preparation is built on: its own device for a domain that
+    prepares there (``Domain.prepares_on_device``), else ``cpu``."""
+    return domain.device.type if type(domain).prepares_on_device else "cpu"
 
 
 def loaded_domains_limit() -> int:
@@ -448,6 +454,7 @@ def execute_cell(
                                               progress)
         timings["prepare_s"], timings["prepared_now"] = time.perf_counter() - t0, float(built)
         rec.env["preparation_threads"] = domain.built_with.get("torch_threads")
+        rec.env["preparation_device"] = preparation_device(domain)
         seed_everything(stable_seed("cell", req.seed))
         mismatch = condition_mismatch(domain.pool, cell.condition, domain.name)
         if mismatch:

@@ -83,6 +83,16 @@ def mean_ci(values: list[float], level: float = 0.95) -> Stat | None:
     return Stat(mean, n, std, mean - half, mean + half)
 
 
+def preparation_of(env: dict[str, Any]) -> str | None:
+    """How a cell's preparation was built, e.g. ``cuda, 2 threads``; None for a record from before
+    this was kept. Two cells of one domain built differently have different references. A record
+    without ``preparation_device`` predates GPU preparation, so its preparation ran on the CPU."""
+    threads = env.get("preparation_threads")
+    if threads is None:
+        return None
+    return f"{env.get('preparation_device', 'cpu')}, {threads} thread{'' if threads == 1 else 's'}"
+
+
 def best_index(stats: list[Stat | None], higher: bool) -> int | None:
     """The row to mark best in a column: the best mean, only if its 95% interval is disjoint from
     every other row's (ties within the intervals are not marked; a row without an interval, i.e.
@@ -224,13 +234,13 @@ class Board:
     def code_versions(self) -> list[tuple[str, int]]:
         return sorted(Counter(r.code_version for r in self.records).items())
 
-    def mixed_preparations(self) -> dict[str, list[tuple[int, int]]]:
-        """Domains whose done cells come from preparations built with different torch thread counts
-        (another reference each: docs/design.md, threads and determinism): domain → [(threads, cells)]."""
+    def mixed_preparations(self) -> dict[str, list[tuple[str, int]]]:
+        """Domains whose done cells come from preparations built differently (another reference
+        each: docs/design.md, threads and determinism): domain → [(how it was built, cells)]."""
         counts: dict[str, Counter] = {}
         for r in self.records:
-            if r.status == "done" and r.env.get("preparation_threads") is not None:
-                counts.setdefault(r.domain, Counter())[r.env["preparation_threads"]] += 1
+            if r.status == "done" and (built := preparation_of(r.env)) is not None:
+                counts.setdefault(r.domain, Counter())[built] += 1
         return {d: sorted(c.items()) for d, c in sorted(counts.items()) if len(c) > 1}
 
     def provenance(self) -> list[tuple[str, str]]:
@@ -244,7 +254,7 @@ class Board:
             ("code versions", ", ".join(f"{v} ({n} cells)" for v, n in self.code_versions())),
             ("intervals", "over training seeds (independent runs), not evaluation samples"),
             *([("not one reference", "; ".join(
-                f"{d}: preparations built with torch threads " + ", ".join(f"{n} ({k} cells)" for n, k in counts)
+                f"{d}: preparations built on " + ", ".join(f"{b} ({k} cells)" for b, k in counts)
                 for d, counts in mixed.items()) + "; compare cells of one preparation")]
               if (mixed := self.mixed_preparations()) else []),
             *([("left out", f"{self.stale} done cells scored under an older definition (score_version ≠ "

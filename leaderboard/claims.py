@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from leaderboard.aggregate import mean_ci
+from leaderboard.aggregate import mean_ci, preparation_of
 
 DOMAINS3 = ("text", "image", "robot")
 DOMAINS4 = ("text", "image", "motion", "robot")
@@ -297,10 +297,9 @@ def evaluate_row(store: Any, cells: dict, claim: Claim, domain: str, seeds: Sequ
     threads = {r.env.get("torch_threads") for w in done for r in done[w].values()}
     if len(threads) > 1:
         return Row(claim, domain, "not comparable", f"cells ran with torch thread counts {sorted(threads)}")
-    built = {r.env.get("preparation_threads") for w in done for r in done[w].values()} - {None}
+    built = {preparation_of(r.env) for w in done for r in done[w].values()} - {None}
     if len(built) > 1:  # two preparations, two references (docs/design.md, threads and determinism)
-        return Row(claim, domain, "not comparable", f"the cells' preparations were built with torch thread "
-                   f"counts {sorted(built)}")
+        return Row(claim, domain, "not comparable", f"the cells' preparations were built on {'; '.join(sorted(built))}")
     sign = 1.0 if claim.higher else -1.0
     a = [done["method"][s].metrics[claim.metric] for s in paired]
     b = [done["baseline"][s].metrics[claim.metric] for s in paired]

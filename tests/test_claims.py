@@ -19,11 +19,11 @@ SEEDS = [0, 1, 2]
 
 def put(store: Store, algo: str, seed: int, score: float | None, *, status: str = "done", threads: int = 1,
         reason: str | None = None, condition: str = "default", domain_sets: tuple[str, ...] = (),
-        built_with: int | None = None, **extra: float) -> None:
+        built_with: int | None = None, built_on: str = "cpu", **extra: float) -> None:
     rec = new_record(resolve(CellRequest(algo, "text", condition, seed=seed, preset="smoke", domain_sets=domain_sets)),
                      status=status, reason=reason)
     rec.metrics = {} if score is None else {"normalized_score": score, **extra}
-    rec.env = dict(rec.env, torch_threads=threads, preparation_threads=built_with)
+    rec.env = dict(rec.env, torch_threads=threads, preparation_threads=built_with, preparation_device=built_on)
     store.put(rec)
 
 
@@ -78,7 +78,12 @@ def test_na_not_run_and_not_comparable(tmp_path: Path) -> None:
     put(store, "dpo", 2, 2.0, built_with=2)  # same cell threads, another preparation
     put(store, "sft", 2, 1.0, built_with=1)
     row = evaluate(store, "smoke", SEEDS, [CLAIM])[0]
-    assert row.verdict == "not comparable" and "preparations" in row.reason
+    assert row.verdict == "not comparable" and row.reason.endswith("built on cpu, 1 thread; cpu, 2 threads")
+    put(store, "dpo", 2, 2.0, built_with=1, built_on="cuda")  # same threads, prepared on a GPU
+    row = evaluate(store, "smoke", SEEDS, [CLAIM])[0]
+    assert row.verdict == "not comparable" and row.reason.endswith("built on cpu, 1 thread; cuda, 1 thread")
+    put(store, "dpo", 2, 2.0, built_with=1)
+    assert evaluate(store, "smoke", SEEDS, [CLAIM])[0].verdict != "not comparable"
     put(store, "dpo", 2, None, status="na", reason="domain text lacks capability:steps")
     row = evaluate(store, "smoke", SEEDS, [CLAIM])[0]
     assert row.verdict == "n/a" and "lacks capability:steps" in row.reason

@@ -438,15 +438,18 @@ def test_the_board_says_when_a_domain_mixes_two_preparations(tmp_path: Path) -> 
     from benchmark.runner import new_record
 
     store = Store(tmp_path / "s.sqlite")
-    for seed, built in ((0, 1), (1, 1), (2, 2)):
+    for seed, built, device in ((0, 1, "cpu"), (1, 1, "cpu"), (2, 2, "cpu"), (3, 1, "cuda")):
         rec = new_record(resolve(CellRequest("sft", "text", seed=seed, preset="smoke")), status="done")
         rec.metrics = {"normalized_score": 1.0, "score_version": SCORE_VERSION}
-        rec.env = dict(rec.env, preparation_threads=built)
+        rec.env = dict(rec.env, preparation_threads=built, preparation_device=device)
         store.put(rec)
     store.close()
     board = load_board(tmp_path / "s.sqlite", preset="smoke")
-    assert dict(board.provenance())["not one reference"] == (
-        "text: preparations built with torch threads 1 (2 cells), 2 (1 cells); compare cells of one preparation")
+    assert dict(board.provenance())["not one reference"] == ("text: preparations built on cpu, 1 thread (2 cells), "
+                                                             "cpu, 2 threads (1 cells), cuda, 1 thread (1 cells); "
+                                                             "compare cells of one preparation")
     one = load_board(tmp_path / "s.sqlite", preset="smoke")
     one.records = [r for r in one.records if r.env["preparation_threads"] == 1]
+    assert "cuda, 1 thread (1 cells)" in dict(one.provenance())["not one reference"]  # same threads, not the same
+    one.records = [r for r in one.records if r.env["preparation_device"] == "cpu"]
     assert "not one reference" not in dict(one.provenance())

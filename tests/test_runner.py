@@ -218,5 +218,6 @@ def test_a_record_says_how_many_threads_built_its_preparation(tmp_path) -> None:
         torch.set_num_threads(before)
         _LOADED.clear()
     assert first.env["preparation_threads"] == 1 and first.timings["prepared_now"] == 1.0
+    assert first.env["preparation_device"] == second.env["preparation_device"] == "cpu"
     assert second.timings["prepared_now"] == 0.0
     assert (second.env["torch_threads"], second.env["preparation_threads"]) == (2, 1)

@@ -103,11 +103,11 @@ def test_a_diffusion_domain_prepared_on_a_gpu_has_its_own_cache_key(tmp_path) ->
     from a CPU-trained one in rounding, so the two never share a cache file. Domains that prepare
     on the CPU whatever the device (text) keep one key."""
     from benchmark.cache import PreparationCache
-    from benchmark.runner import CellRequest, preparation_key, resolve
+    from benchmark.runner import CellRequest, preparation_device, preparation_key, resolve
 
     cache = PreparationCache(tmp_path)
     for domain, own_key in (("image", True), ("motion", True), ("text", False)):
         cell = resolve(CellRequest("sft", domain, preset="smoke"))
-        on_cpu = preparation_key(cell.domain_cls(cell.domain_cfg, "cpu"), cache)
-        on_gpu = preparation_key(cell.domain_cls(cell.domain_cfg, "cuda"), cache)  # a name: needs no GPU
-        assert (on_cpu != on_gpu) == own_key, domain
+        cpu, gpu = cell.domain_cls(cell.domain_cfg, "cpu"), cell.domain_cls(cell.domain_cfg, "cuda")  # names: no GPU
+        assert (preparation_key(cpu, cache) != preparation_key(gpu, cache)) == own_key, domain
+        assert (preparation_device(cpu), preparation_device(gpu)) == ("cpu", "cuda" if own_key else "cpu"), domain
