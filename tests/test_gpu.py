@@ -25,3 +25,4 @@ def test_a_diffusion_domain_trains_its_reference_on_the_gpu_and_caches_cpu_weigh
     rec = execute_cell(cell, cache=cache, device="cuda", home=tmp_path)
     assert rec.status == "done", rec.reason
     assert rec.env["cuda"] == torch.cuda.get_device_name(0)
+    assert (rec.env["preparation_device"], rec.timings["prepared_now"]) == ("cuda", 0.0), "the GPU preparation, reused"
