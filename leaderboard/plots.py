@@ -259,7 +259,9 @@ def overoptimisation(board: Board, domain: str, out: Path) -> tuple[str, str] | 
     _save(fig, out, name)
     return name, (f"{domain}: each method's path from the reference (origin) through its training checkpoints to "
                   "the final policy (square), mean over seeds; a curve that rises then falls is over-optimisation "
-                  "(Gao et al. 2023). Probe: 16 held-out contexts, one sample each")
+                  "(Gao et al. 2023). Probe: 16 held-out contexts, one sample each, the same in every cell, so a "
+                  "domain's curves can all sit off the final evaluation by about a 16-context standard error: read "
+                  "their shapes, and the tables for the final level")
 
 
 def feedback(board: Board, out: Path) -> tuple[str, str] | None:

@@ -92,3 +92,28 @@ def test_the_probe_measures_in_the_right_direction(cache) -> None:
     assert probe.measure(domain.make_policy()) == (0.0, 0.0)
     assert probe.measure(SelectedOfK(domain, 4))[0] > 0 > probe.measure(SelectedOfK(domain, 4, worst=True))[0]
     assert probe.measure(_perturbed(domain, 0.5))[1] > 0
+
+
+def test_probe_offset_compares_the_last_probe_with_the_final_evaluation(tmp_path) -> None:
+    """benchmarks/probe_offset.py: offset = last probe − final gold gain, only where the last probe
+    was taken on the final policy; the reference and cells without a curve are left out."""
+    import importlib.util
+    from pathlib import Path
+
+    from benchmark.runner import CellRequest, new_record, resolve
+    from benchmark.store import Store
+
+    script = Path(__file__).parents[1] / "benchmarks" / "probe_offset.py"
+    spec = importlib.util.spec_from_file_location("probe_offset", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    store = Store(tmp_path / "s.sqlite")
+    for algo, seed, curve, steps in (("dpo", 0, [[10, 0.1], [20, 0.5]], 20), ("dpo", 1, [[10, 0.2], [20, 0.1]], 20),
+                                     ("sft", 0, [[10, 0.3]], 20), ("reference", 0, [[0, 0.0]], 0)):
+        rec = new_record(resolve(CellRequest(algo, "text", seed=seed, preset="smoke")), status="done")
+        rec.metrics, rec.curves, rec.train_steps = {"gold_gain": 0.2}, {"checkpoint/gold_gain": curve}, steps
+        store.put(rec)
+    rows = module.offsets(store.records())
+    assert sorted((r["algo"], r["seed"], round(r["offset"], 6)) for r in rows) == [("dpo", 0, 0.3), ("dpo", 1, -0.1)]
+    summary = module.by_domain(rows)["text (smoke)"]
+    assert summary["n"] == 2 and abs(summary["mean"] - 0.1) < 1e-9
