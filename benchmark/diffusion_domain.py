@@ -126,9 +126,10 @@ class DiffusionDomain(Domain):
         on the domain's device."""
         early = self.make_denoiser().to(self.device)
         early.load_state_dict(early_state)
+        reference = reference.to(self.device)
         return {
-            "reference": self.make_diffusion_policy(reference.to(self.device)),
-            "reference_noguide": self.make_diffusion_policy(reference.to(self.device), guidance=1.0),
+            "reference": self.make_diffusion_policy(reference),
+            "reference_noguide": self.make_diffusion_policy(reference, guidance=1.0),
             "early_checkpoint": self.make_diffusion_policy(early.eval()),
         }
 

@@ -153,7 +153,8 @@ class Domain(abc.ABC):
     """An optional in-distribution evaluation split (metrics ``indist/*``)."""
     built_with: dict[str, Any] = {}
     """How the prepared state was built (``torch_threads``), set by the runner from the cache file: a
-    preparation built with another thread count is another reference (the device is in the key)."""
+    preparation built with another thread count is another reference (the device is in the cache key,
+    and records carry both as ``preparation_threads`` and ``preparation_device``)."""
 
     def __init__(self, cfg: DomainConfig, device: torch.device | str = "cpu"):
         self.cfg = cfg

@@ -210,9 +210,9 @@ def preparation_key(domain: Domain, cache: PreparationCache) -> str:
     the device type, for a domain that prepares on its device other than the CPU."""
     cls = type(domain)
     package = cls.__module__.rsplit(".", 1)[0] if "." in cls.__module__ else cls.__module__
-    config = domain.build_config()
-    if preparation_device(domain) != "cpu":
-        config = {**config, "prepared_on": preparation_device(domain)}
+    config, device = domain.build_config(), preparation_device(domain)
+    if device != "cpu":
+        config = {**config, "prepared_on": device}
     return cache.key(cls.name, config, [package, *cls.cache_deps, *PREPARATION_DEPS])
 
 
