@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -48,13 +47,7 @@ def by_domain(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     groups: dict[str, list[float]] = {}
     for row in rows:
         groups.setdefault(f"{row['domain']} ({row['preset']})", []).append(row["offset"])
-    out = {}
-    for key, vals in sorted(groups.items()):
-        ci = mean_ci(vals)
-        out[key] = {"n": len(vals), "mean": statistics.fmean(vals),
-                    "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
-                    "lo": None if ci is None else ci.lo, "hi": None if ci is None else ci.hi}
-    return out
+    return {key: mean_ci(vals).as_row() for key, vals in sorted(groups.items())}
 
 
 def markdown(summary: dict[str, dict[str, Any]], rows: list[dict[str, Any]], stores: list[str]) -> str:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -40,10 +39,9 @@ EXTRA = ["data/offline_epochs", "oracle_peek/best_checkpoint_gold_gain", "gold_g
 TIMINGS = ["total_s", "train_s", "eval_s", "peak_rss_mb"]
 
 
-def _stat(values: list[float]) -> dict[str, float | None]:
-    ci = mean_ci(values)
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "lo": None if ci is None else ci.lo, "hi": None if ci is None else ci.hi, "n": len(values)}
+def _stat(values: list[float]) -> dict[str, float | None] | None:
+    st = mean_ci(values)  # None when no value is finite
+    return None if st is None else st.as_row()
 
 
 def verdict(ns: dict[str, Any] | None) -> str | None:

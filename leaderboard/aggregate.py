@@ -67,6 +67,10 @@ class Stat:
     def half(self) -> float | None:
         return None if self.lo is None or self.hi is None else (self.hi - self.lo) / 2
 
+    def as_row(self) -> dict[str, float | None]:
+        """mean, std (0 below two values), the interval's lo and hi, n: a report's JSON row."""
+        return {"mean": self.mean, "std": self.std or 0.0, "lo": self.lo, "hi": self.hi, "n": self.n}
+
 
 def mean_ci(values: list[float], level: float = 0.95) -> Stat | None:
     vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
