@@ -20,7 +20,7 @@ from benchmark.api import Contexts, DomainSpec, Samples
 from benchmark.domain import Domain, DomainConfig
 from benchmark.policies.diffusion import DiffusionPolicy
 from benchmark.policies.diffusion_scorer import DiffusionScorer, Trunk
-from benchmark.preparation import DiffusionReferenceConfig, train_diffusion_reference
+from benchmark.preparation import DiffusionReference, DiffusionReferenceConfig, train_diffusion_reference
 from benchmark.progress import Progress
 
 GEN_SOURCES = ("reference", "reference_noguide", "early_checkpoint")
@@ -55,6 +55,9 @@ class DiffusionConfig(DomainConfig):
     """Share of null prompts in the reference's training (classifier-free guidance; MDM: 0.1)."""
     early_fraction: float = 0.25
     """The early-checkpoint behaviour policy is the EMA after this share of the reference's steps."""
+    ref_max_error_ratio: float = 0.8
+    """The preparation fails (caches nothing) unless the reference's denoising error is at most this share of
+    its untrained network's (a guard against a training run that learned nothing)."""
     train_contexts: int = 512
     """Prompts of the training split offered to algorithms."""
     pool_contexts: int = 384
@@ -66,7 +69,7 @@ class DiffusionConfig(DomainConfig):
 
     def reference_training(self) -> DiffusionReferenceConfig:
         return DiffusionReferenceConfig(self.ref_steps, self.ref_batch, self.ref_lr, self.ema, self.cfg_dropout,
-                                        self.early_fraction)
+                                        self.early_fraction, self.ref_max_error_ratio)
 
 
 class DiffusionDomain(Domain):
@@ -111,8 +114,9 @@ class DiffusionDomain(Domain):
         )
 
     def fit_reference(self, contexts: Contexts, data: Samples, generator: torch.Generator, progress: Progress,
-                      title: str) -> tuple[nn.Module, dict[str, Tensor]]:
-        """Train the reference denoiser on (contexts, data): (the EMA denoiser, its early weights). It
+                      title: str) -> DiffusionReference:
+        """Train the reference denoiser on (contexts, data) and check that it learned (the EMA denoiser, its
+        early weights, its training curve and check: :func:`~benchmark.preparation.train_diffusion_reference`). It
         trains on the domain's device (most of the preparation's time; a GPU takes it where the cells
         run); the initial weights and every batch, noise and dropout draw come from CPU generators,
         the same on every device."""

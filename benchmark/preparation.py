@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -54,6 +54,8 @@ class Fitted:
     """The trained network (the EMA copy when ``FitConfig.ema`` is set), in eval mode."""
     snapshots: dict[int, dict[str, Tensor]]
     """Weights after each step of ``FitConfig.snapshots``."""
+    curve: dict[str, list[float]] = field(default_factory=dict)
+    """The training curve: ``step`` and the loss (under its metric name) every ``FitConfig.log_every`` steps."""
 
 
 def _optimizer(model: nn.Module, cfg: FitConfig) -> tuple[torch.optim.Optimizer, object | None]:
@@ -77,6 +79,7 @@ def fit(model: nn.Module, loss_at: Callable[[int], Tensor], cfg: FitConfig, prog
     opt, sched = _optimizer(model, cfg)
     ema = copy.deepcopy(model).requires_grad_(False) if cfg.ema is not None else None
     snapshots: dict[int, dict[str, Tensor]] = {}
+    curve: dict[str, list[float]] = {"step": [], metric: []}
     model.train()
     with progress.task(title, cfg.steps) as task:
         for step in range(cfg.steps):
@@ -96,9 +99,11 @@ def fit(model: nn.Module, loss_at: Callable[[int], Tensor], cfg: FitConfig, prog
                 snapshots[step + 1] = clone_state(ema if ema is not None else model)
             task.advance()
             if step % cfg.log_every == 0:
-                task.log(step, {metric: float(loss.detach())})
+                curve["step"].append(step)
+                curve[metric].append(float(loss.detach()))
+                task.log(step, {metric: curve[metric][-1]})
     out = ema if ema is not None else model
-    return Fitted(out.eval(), snapshots)
+    return Fitted(out.eval(), snapshots, curve)
 
 
 def clone_state(module: nn.Module) -> dict[str, Tensor]:
@@ -128,16 +133,55 @@ class DiffusionReferenceConfig:
     """Share of prompts replaced by the null condition (classifier-free guidance training)."""
     early_fraction: float
     """The early-checkpoint behaviour policy is the EMA after this share of the steps."""
+    max_error_ratio: float = 0.8
+    """The trained reference's denoising error must be at most this share of its untrained network's."""
+
+
+class ReferenceNotLearned(RuntimeError):
+    """A diffusion reference came out of training no better than its untrained network: the
+    preparation stops and caches nothing (a board on it would measure nothing)."""
+
+
+@dataclass
+class DiffusionReference:
+    """What :func:`train_diffusion_reference` returns."""
+
+    model: nn.Module
+    """The EMA denoiser (the reference), in eval mode."""
+    early_state: dict[str, Tensor]
+    """The early checkpoint's weights (a behaviour policy of the pool)."""
+    report: dict[str, float | list[float]]
+    """The training curve (``step``, ``mse``) and the learning check (``error``, ``untrained_error``,
+    ``ratio``), kept in the preparation cache."""
+
+
+CHECK_SAMPLES = 256
+"""Training samples (the first ones) on which the learning check measures the denoising error."""
+
+
+def denoising_error(policy: DiffusionPolicy, denoiser: nn.Module, contexts: Contexts, data: Samples) -> float:
+    """mean ‖ε − ε_θ(x_t, t, c)‖² of ``denoiser`` (in ``policy``'s noise schedule and prediction) on the first
+    :data:`CHECK_SAMPLES` of (contexts, data), conditioned, with the same (t, ε) draws for every denoiser
+    (their own generator: the training's random stream is untouched)."""
+    ctx, x = contexts[:CHECK_SAMPLES], data[:CHECK_SAMPLES]
+    noise = policy.draw_noise(ctx, x, generator=torch.Generator().manual_seed(0))
+    trained = policy.denoiser
+    try:
+        policy.denoiser = denoiser
+        with torch.no_grad():
+            return float(policy.denoise_error(ctx, x, noise, drop=torch.zeros(len(x), dtype=torch.bool)).mean())
+    finally:
+        policy.denoiser = trained
 
 
 def train_diffusion_reference(policy: DiffusionPolicy, contexts: Contexts, data: Samples, cfg: DiffusionReferenceConfig,
-                              generator: torch.Generator, progress: Progress, title: str
-                              ) -> tuple[nn.Module, dict[str, Tensor]]:
+                              generator: torch.Generator, progress: Progress, title: str) -> DiffusionReference:
     """Fit ``policy.denoiser`` on (contexts, data) with the denoising loss of ``policy`` (ε- or
-    x̂₀-MSE at a uniform timestep) and condition dropout; returns (the EMA denoiser, the early
-    checkpoint's weights)."""
+    x̂₀-MSE at a uniform timestep) and condition dropout, then check that it learned: its denoising error
+    must be at most ``cfg.max_error_ratio`` × the untrained network's (else :class:`ReferenceNotLearned`)."""
     n = len(data)
     early_at = max(1, round(cfg.steps * cfg.early_fraction))
+    untrained = copy.deepcopy(policy.denoiser).eval()
 
     def denoising_loss(step: int) -> Tensor:
         idx = torch.randint(0, n, (cfg.batch,), generator=generator)
@@ -145,9 +189,20 @@ def train_diffusion_reference(policy: DiffusionPolicy, contexts: Contexts, data:
         noise = policy.draw_noise(contexts[idx], data[idx], generator=generator)
         return policy.denoise_error(contexts[idx], data[idx], noise, drop=drop).mean()
 
-    fit_cfg = FitConfig(cfg.steps, cfg.lr, ema=cfg.ema, snapshots=(early_at,))
+    fit_cfg = FitConfig(cfg.steps, cfg.lr, ema=cfg.ema, snapshots=(early_at,), log_every=max(1, cfg.steps // 100))
     fitted = fit(policy.denoiser, denoising_loss, fit_cfg, progress, title, metric="mse")
-    return fitted.model, fitted.snapshots[early_at]
+    error, before = (denoising_error(policy, m, contexts, data) for m in (fitted.model, untrained))
+    report = {**fitted.curve, "error": error, "untrained_error": before, "ratio": error / before}
+    progress.note(f"{title}: denoising error {error:.4f} (untrained {before:.4f}, ratio {error / before:.2f})")
+    if error > cfg.max_error_ratio * before:
+        mse = fitted.curve["mse"]
+        tenth = max(1, len(mse) // 10)
+        raise ReferenceNotLearned(
+            f"the reference did not learn: denoising error {error:.3f} against {before:.3f} untrained (ratio "
+            f"{error / before:.2f} > {cfg.max_error_ratio}; training mse {sum(mse[:tenth]) / tenth:.3f} in its first "
+            f"tenth, {sum(mse[-tenth:]) / tenth:.3f} in its last); nothing was cached. Rerun with another ref_lr or "
+            "seed (--domain-set ref_lr=… or seed=…)")
+    return DiffusionReference(fitted.model, fitted.snapshots[early_at], report)
 
 
 @dataclass

@@ -47,6 +47,7 @@ from benchmark.diffusion_domain import GEN_SOURCES, DiffusionConfig, DiffusionDo
 from benchmark.domain import OfflinePool, Oracle
 from benchmark.metrics import frechet_distance
 from benchmark.preparation import (
+    DiffusionReference,
     FitConfig,
     PoolPart,
     assemble_pool,
@@ -284,8 +285,7 @@ class ImageDomain(DiffusionDomain):
         return SceneDenoiser(c.size, c.patch, tuple(c.widths), c.cross_dim)
 
     # -- preparation -------------------------------------------------------------------------
-    def _train_reference(self, rng: random.Random, gen: torch.Generator, progress: Progress
-                         ) -> tuple[nn.Module, dict]:
+    def _train_reference(self, rng: random.Random, gen: torch.Generator, progress: Progress) -> DiffusionReference:
         c = self.cfg
         sources = list(c.mixture)
         weights = [c.mixture[s] for s in sources]
@@ -324,7 +324,7 @@ class ImageDomain(DiffusionDomain):
         c = self.cfg
         rng = random.Random(c.seed)
         gen = torch.Generator().manual_seed(c.seed)
-        ref_model, early_state = self._train_reference(rng, gen, progress)
+        ref = self._train_reference(rng, gen, progress)
         clf = self._train_classifier(rng, gen, progress)
         self.oracle = ImageOracle(clf, c.size)
 
@@ -334,7 +334,7 @@ class ImageDomain(DiffusionDomain):
         pool_ctx = self.encode([S.random_scene(rng) for _ in range(c.pool_contexts)])
 
         # offline pool: behaviour policies, then renderings of the behaviour sources ----------
-        behaviours = self.behaviour_policies(ref_model, early_state)
+        behaviours = self.behaviour_policies(ref.model, ref.early_state)
         names = [*GEN_SOURCES, *S.SOURCES]
         unknown = set(c.pool_candidates) - {*GEN_SOURCES, "render"}
         if unknown:
@@ -349,7 +349,8 @@ class ImageDomain(DiffusionDomain):
                                   torch.tensor([names.index(s) for s in srcs])))
         pool = assemble_pool(pool_ctx, parts, names, self.oracle, "reference", c.demo_quantile)
         return {
-            "reference": clone_state(ref_model),
+            "reference": clone_state(ref.model),
+            "reference_fit": ref.report,
             "classifier": clone_state(clf),
             "train_contexts": train_ctx.state(),
             "eval_contexts": eval_ctx.state(),

@@ -246,7 +246,7 @@ class MotionDomain(DiffusionDomain):
         features = torch.from_numpy(K.to_features(positions)).float()
         self.mean = features.mean((0, 1))
         self.std = features.std((0, 1)).clamp(min=1e-2)
-        ref_model, early_state = self.fit_reference(
+        ref = self.fit_reference(
             ctx, Batch({"motion": normalise(features, self.mean, self.std)}), gen, progress,
             "motion: train the reference (MDM on the behaviour mixture)")
         evaluator = self._train_evaluator(rng, gen, progress)
@@ -255,8 +255,8 @@ class MotionDomain(DiffusionDomain):
                   "indist_contexts": (c.indist_contexts, "train"), "pool_contexts": (c.pool_contexts, "train")}
         contexts = {name: self.encode([M.random_meaning(rng, split) for _ in range(n)], rng)
                     for name, (n, split) in splits.items()}
-        pool = self._pool(ref_model, early_state, contexts.pop("pool_contexts"), rng, gen, progress)
-        return {"reference": clone_state(ref_model), "evaluator": clone_state(evaluator),
+        pool = self._pool(ref.model, ref.early_state, contexts.pop("pool_contexts"), rng, gen, progress)
+        return {"reference": clone_state(ref.model), "reference_fit": ref.report, "evaluator": clone_state(evaluator),
                 "feature_mean": self.mean, "feature_std": self.std, "pool": pool.state(),
                 **{name: ctx.state() for name, ctx in contexts.items()}}
 
