@@ -133,7 +133,7 @@ class DiffusionReferenceConfig:
     """Share of prompts replaced by the null condition (classifier-free guidance training)."""
     early_fraction: float
     """The early-checkpoint behaviour policy is the EMA after this share of the steps."""
-    max_error_ratio: float = 0.8
+    max_error_ratio: float
     """The trained reference's denoising error must be at most this share of its untrained network's."""
 
 
@@ -159,29 +159,26 @@ CHECK_SAMPLES = 256
 """Training samples (the first ones) on which the learning check measures the denoising error."""
 
 
-def denoising_error(policy: DiffusionPolicy, denoiser: nn.Module, contexts: Contexts, data: Samples) -> float:
-    """mean ‖ε − ε_θ(x_t, t, c)‖² of ``denoiser`` (in ``policy``'s noise schedule and prediction) on the first
-    :data:`CHECK_SAMPLES` of (contexts, data), conditioned, with the same (t, ε) draws for every denoiser
-    (their own generator: the training's random stream is untouched)."""
+def denoising_error(policy: DiffusionPolicy, contexts: Contexts, data: Samples) -> float:
+    """mean ‖ε − ε_θ(x_t, t, c)‖² of ``policy``'s denoiser (put in eval mode) on the first :data:`CHECK_SAMPLES`
+    of (contexts, data), conditioned, with the same (t, ε) draws at every call (their own generator: the
+    training's random stream is untouched)."""
     ctx, x = contexts[:CHECK_SAMPLES], data[:CHECK_SAMPLES]
     noise = policy.draw_noise(ctx, x, generator=torch.Generator().manual_seed(0))
-    trained = policy.denoiser
-    try:
-        policy.denoiser = denoiser
-        with torch.no_grad():
-            return float(policy.denoise_error(ctx, x, noise, drop=torch.zeros(len(x), dtype=torch.bool)).mean())
-    finally:
-        policy.denoiser = trained
+    policy.denoiser.eval()
+    with torch.no_grad():
+        return float(policy.denoise_error(ctx, x, noise, drop=torch.zeros(len(x), dtype=torch.bool)).mean())
 
 
 def train_diffusion_reference(policy: DiffusionPolicy, contexts: Contexts, data: Samples, cfg: DiffusionReferenceConfig,
                               generator: torch.Generator, progress: Progress, title: str) -> DiffusionReference:
     """Fit ``policy.denoiser`` on (contexts, data) with the denoising loss of ``policy`` (ε- or
     x̂₀-MSE at a uniform timestep) and condition dropout, then check that it learned: its denoising error
-    must be at most ``cfg.max_error_ratio`` × the untrained network's (else :class:`ReferenceNotLearned`)."""
+    must be at most ``cfg.max_error_ratio`` × the untrained network's (else :class:`ReferenceNotLearned`).
+    Afterwards ``policy``'s denoiser is the EMA (the reference)."""
     n = len(data)
     early_at = max(1, round(cfg.steps * cfg.early_fraction))
-    untrained = copy.deepcopy(policy.denoiser).eval()
+    before = denoising_error(policy, contexts, data)  # the untrained network's
 
     def denoising_loss(step: int) -> Tensor:
         idx = torch.randint(0, n, (cfg.batch,), generator=generator)
@@ -191,7 +188,8 @@ def train_diffusion_reference(policy: DiffusionPolicy, contexts: Contexts, data:
 
     fit_cfg = FitConfig(cfg.steps, cfg.lr, ema=cfg.ema, snapshots=(early_at,), log_every=max(1, cfg.steps // 100))
     fitted = fit(policy.denoiser, denoising_loss, fit_cfg, progress, title, metric="mse")
-    error, before = (denoising_error(policy, m, contexts, data) for m in (fitted.model, untrained))
+    policy.denoiser = fitted.model
+    error = denoising_error(policy, contexts, data)
     report = {**fitted.curve, "error": error, "untrained_error": before, "ratio": error / before}
     progress.note(f"{title}: denoising error {error:.4f} (untrained {before:.4f}, ratio {error / before:.2f})")
     if error > cfg.max_error_ratio * before:
