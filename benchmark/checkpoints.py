@@ -13,10 +13,16 @@ as a curve that rises, peaks and falls. The runner draws that curve for **every 
   that probing changes nothing in training (tested: a cell's metrics are the same with and without);
 - **where**: the first :data:`PROBE_CONTEXTS` held-out evaluation contexts, one sample each, paired
   with the reference's sample from a generator in the same state (common random numbers);
-- **stored** as the cell's curves ``checkpoint/gold_gain`` (mean gold(π) − gold(π_ref)) and
+- **stored** as the cell's curves ``checkpoint/gold_gain`` (mean gold(π) − gold(π_ref)),
   ``checkpoint/kl`` (k1 estimate of KL(π‖π_ref) where the likelihood is exact, else the surrogate's
-  ``elbo_gap``), each a list of (step, value); plotted by ``bench show`` and, per domain, on the
-  leaderboard page.
+  ``elbo_gap``) and ``checkpoint/gold_gain_se`` (the gain's standard error over the probe contexts,
+  s_d / √n of the paired differences d_c), each a list of (step, value); plotted by ``bench show``
+  (with ±1.96 SE bars) and, per domain, on the leaderboard page.
+
+A probe is 16 samples: its standard error is often as large as the gains it measures (multi-agent
+quick: ≈ 8 against final gains of −4 … +8), and the fixed contexts and draws shift a whole curve
+alike. The bars say how far a point can be trusted; differences between checkpoints of one cell,
+which share contexts and random numbers, are the curve's signal.
 
 The headline metrics remain the final policy's. The best checkpoint's gold gain is stored as
 ``oracle_peek/best_checkpoint_gold_gain``: it picks a checkpoint by looking at the oracle, so it is
@@ -27,9 +33,11 @@ from __future__ import annotations
 
 import contextvars
 import copy
+import math
 import time
 import weakref
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 
@@ -45,7 +53,25 @@ FEW_STEPS = 20
 """Budgets with fewer steps are probed at the end only (the conformance suite stays fast)."""
 PROBE_CONTEXTS = 16
 """Held-out contexts of the probe (one sample each)."""
-CURVES = ("checkpoint/gold_gain", "checkpoint/kl")
+CURVES = ("checkpoint/gold_gain", "checkpoint/kl", "checkpoint/gold_gain_se")
+
+
+class ProbePoint(NamedTuple):
+    """One checkpoint of the curve."""
+
+    gold_gain: float
+    """Mean over the probe contexts of gold(π) − gold(π_ref) on common random numbers."""
+    kl: float
+    """k1 estimate of KL(π‖π_ref) (exact likelihood), else the surrogate's ELBO gap."""
+    gold_gain_se: float
+    """Standard error of ``gold_gain``: s_d / √n over the n paired differences (NaN if n < 2)."""
+
+
+def mean_and_se(diff: torch.Tensor) -> tuple[float, float]:
+    """(mean, standard error s/√n) of paired differences ``diff`` [n]; the error is NaN for n < 2."""
+    n = diff.numel()
+    se = float(diff.double().std() / math.sqrt(n)) if n >= 2 else float("nan")
+    return float(diff.double().mean()), se
 
 
 def checkpoint_steps(total: int) -> set[int]:
@@ -74,8 +100,9 @@ class CheckpointProbe:
         return self.domain.oracle.gold(self.contexts, samples).double().cpu(), samples
 
     @torch.no_grad()
-    def measure(self, policy: Policy) -> tuple[float, float]:
-        """(mean gold gain over the reference on the same draws, KL or ELBO gap) of ``policy``."""
+    def measure(self, policy: Policy) -> ProbePoint:
+        """The gold gain of ``policy`` over the reference on the same draws (and its standard
+        error), and its KL or ELBO gap."""
         if self._reference_gold is None:
             self._reference_gold = self._gold(self.domain.reference)[0]
         gold, samples = self._gold(policy)
@@ -83,9 +110,10 @@ class CheckpointProbe:
         lp, lr = log_probs_chunked(policy, self.domain.reference, self.contexts, samples, noise_gen,
                                    PROBE_CONTEXTS, self.exact)
         divergence = kl_k1(lp.double(), lr.double()) if self.exact else lp.double() - lr.double()
-        return float((gold - self._reference_gold).mean()), float(divergence.mean())
+        gain, se = mean_and_se(gold - self._reference_gold)
+        return ProbePoint(gain, float(divergence.mean()), se)
 
-    def probe(self, policy: Policy) -> tuple[float, float]:
+    def probe(self, policy: Policy) -> ProbePoint:
         """:meth:`measure` on a metered-free copy, in a fresh context, with the global RNG restored."""
         start = time.perf_counter()
         snapshot = copy.deepcopy(policy)
@@ -122,7 +150,7 @@ class PolicyTracker:
 
 
 def step_hook(probe: CheckpointProbe, tracker: PolicyTracker, total: int,
-              record: Callable[[int, float, float], None]) -> Callable[[int], None]:
+              record: Callable[[int, ProbePoint], None]) -> Callable[[int], None]:
     """The ``RunContext.on_step`` of a cell: probe the latest policy after each checkpoint step."""
     when = checkpoint_steps(total)
 
@@ -130,15 +158,16 @@ def step_hook(probe: CheckpointProbe, tracker: PolicyTracker, total: int,
         if done in when:
             policy = tracker.latest()
             if policy is not None:
-                record(done, *probe.probe(policy))
+                record(done, probe.probe(policy))
 
     return on_step
 
 
-def add_point(curves: dict[str, list[tuple[int, float]]], step: int, gold_gain: float, kl: float) -> None:
-    """Append one checkpoint to a cell's curves."""
-    curves.setdefault(CURVES[0], []).append((int(step), float(gold_gain)))
-    curves.setdefault(CURVES[1], []).append((int(step), float(kl)))
+def add_point(curves: dict[str, list[tuple[int, float]]], step: int, point: ProbePoint) -> None:
+    """Append one checkpoint to a cell's curves (its standard error only where it is finite)."""
+    for name, value in zip(CURVES, point):
+        if name != CURVES[2] or math.isfinite(value):
+            curves.setdefault(name, []).append((int(step), float(value)))
 
 
 def peek_metrics(curves: dict[str, list[tuple[int, float]]]) -> dict[str, float]:

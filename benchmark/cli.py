@@ -398,9 +398,9 @@ def show_cmd(
 
 def _show_checkpoints(rec: Any, plot: Path | None) -> None:
     """The cell's over-optimisation curve as a table (and a PNG with ``--plot``)."""
-    from leaderboard.plots import cell_curve_png, checkpoint_curve
+    from leaderboard.plots import cell_curve_png, checkpoint_curve, checkpoint_errors
 
-    curve = checkpoint_curve(rec)
+    curve, errors = checkpoint_curve(rec), checkpoint_errors(rec)
     if len(curve) < 2:
         if plot is not None:
             fail(f"cell {rec.run_id} has no checkpoint curve (it is not done, or was run before checkpoints existed)")
@@ -408,10 +408,10 @@ def _show_checkpoints(rec: Any, plot: Path | None) -> None:
     kl = "KL" if "kl_to_ref" in rec.metrics else "ELBO gap"
     t = Table(title="over-optimisation: the policy in training at checkpoints (16 held-out contexts)",
               title_justify="left")
-    for col in ["step", kl, "gold gain"]:
+    for col in ["step", kl, "gold gain", "± standard error"]:
         t.add_column(col, justify="right")
     for step, x, y in curve:
-        t.add_row(str(step), _fmt(x), _fmt(y))
+        t.add_row(str(step), _fmt(x), _fmt(y), _fmt(errors[step]) if step in errors else "")
     console.print(t)
     if plot is not None:
         console.print(f"wrote {cell_curve_png(rec, plot)}")

@@ -403,7 +403,7 @@ def train_cell(cell: Cell, domain: Domain, instance: DomainInstance, seals: Cell
         ctx = RunContext(domain=instance, budget=cell.budget, generator=generator, device=device, seed=req.seed,
                          reporter=_StepReporter(task), meter=meter_handle)
         hook = step_hook(probe, seals.policies, cell.budget.steps,
-                         lambda step, gain, kl: add_point(ctx.curves, step, gain, kl))
+                         lambda step, point: add_point(ctx.curves, step, point))
         seals.handles.append(seal(hook))  # the hook holds the domain: algorithms get a handle only
         ctx.on_step = SealedCall(seals.handles[-1], "on_step")
         with training_meter(meter_handle):  # samples of policies the algorithm builds itself count too
@@ -414,7 +414,7 @@ def train_cell(cell: Cell, domain: Domain, instance: DomainInstance, seals: Cell
     if not isinstance(policy, Policy):
         raise CellFailed(f"{req.algo}.train returned {type(policy).__name__}, not a Policy")
     policy.attach_meter(None)  # evaluation samples are the runner's, not the algorithm's
-    add_point(ctx.curves, ctx.steps_done, *probe.probe(policy))
+    add_point(ctx.curves, ctx.steps_done, probe.probe(policy))
     timings["checkpoints_s"] = probe.seconds
     return policy, ctx
 

@@ -203,6 +203,12 @@ def checkpoint_curve(rec) -> list[tuple[int, float, float]]:
     return [(0, 0.0, 0.0)] + [(s, kls[s], gains[s]) for s in sorted(gains) if s in kls]
 
 
+def checkpoint_errors(rec) -> dict[int, float]:
+    """A cell's checkpoint standard errors of the gold gain by step (none for a cell run before they
+    were stored; the origin, the reference itself, has none)."""
+    return {int(s): float(v) for s, v in rec.curves.get("checkpoint/gold_gain_se", [])}
+
+
 def cell_curve_png(rec, path: Path) -> Path:
     """One cell's over-optimisation curve as a PNG (``bench show --plot``)."""
     import matplotlib
@@ -212,9 +218,15 @@ def cell_curve_png(rec, path: Path) -> Path:
 
     pts = np.array([p[1:] for p in checkpoint_curve(rec)], dtype=float)
     steps = [p[0] for p in checkpoint_curve(rec)]
+    errors = checkpoint_errors(rec)
     with plt.rc_context(RC):
         fig, ax = plt.subplots(figsize=(4.8, 3.4))
         ax.plot(pts[:, 0], pts[:, 1], marker="o", ms=4, lw=1.2)
+        if errors:
+            bars = np.array([2.0 * errors.get(s, 0.0) for s in steps])
+            ax.errorbar(pts[:, 0], pts[:, 1], yerr=bars, fmt="none", ecolor="0.4", elinewidth=0.8, capsize=2,
+                        label="±2 standard errors (probe contexts)")
+            ax.legend(fontsize=7, frameon=False)
         for (x, y), s in zip(pts, steps):
             ax.annotate(str(s), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
         ax.axhline(0.0, color="0.3", lw=0.8, ls=":")

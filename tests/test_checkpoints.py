@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
 
 import pytest
+import torch
 
 import benchmark.checkpoints as checkpoints
 from benchmark.runner import CellRequest, resolve, run_cell
@@ -37,6 +39,9 @@ def test_the_curve_is_stored_in_step_order_and_ends_at_the_final_policy(domain: 
     steps = [s for s, _ in gains]
     assert steps == [3, 6, 12, 18, 24], "four probes in training, then the final policy"
     assert [s for s, _ in kls] == steps and steps[-1] == rec.train_steps
+    errors = rec.curves["checkpoint/gold_gain_se"]
+    assert [s for s, _ in errors] == steps, "a standard error at every checkpoint"
+    assert all(0.0 <= v < 10.0 for _, v in errors) and any(v > 0.0 for _, v in errors)
     best = max(v for _, v in gains)
     assert rec.metrics["oracle_peek/best_checkpoint_gold_gain"] == best
     assert "oracle_peek/best_checkpoint_gold_gain" != "normalized_score"  # the headline is the final policy's
@@ -72,6 +77,7 @@ def test_bench_show_and_the_page_show_the_curve(home, cache) -> None:
                           "--plot", str(png)], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "over-optimisation" in out.stdout and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "standard error" in out.stdout
     site = home / "site"
     out = subprocess.run([sys.executable, "-m", "benchmark.cli", "leaderboard", "--store", str(home / "s.sqlite"),
                           "--preset", "smoke", "--format", "html", "--out", str(site)], capture_output=True, text=True,
@@ -89,9 +95,27 @@ def test_the_probe_measures_in_the_right_direction(cache) -> None:
 
     domain, _ = _prepare("text", cache)  # 16 probe contexts (robot's smoke split has 4: too noisy)
     probe = checkpoints.CheckpointProbe(domain, seed=0)
-    assert probe.measure(domain.make_policy()) == (0.0, 0.0)
-    assert probe.measure(SelectedOfK(domain, 4))[0] > 0 > probe.measure(SelectedOfK(domain, 4, worst=True))[0]
-    assert probe.measure(_perturbed(domain, 0.5))[1] > 0
+    assert probe.measure(domain.make_policy()) == (0.0, 0.0, 0.0)
+    best = probe.measure(SelectedOfK(domain, 4))
+    assert best.gold_gain > 0 > probe.measure(SelectedOfK(domain, 4, worst=True)).gold_gain
+    assert probe.measure(_perturbed(domain, 0.5)).kl > 0
+    # the standard error is that of the paired per-context differences, recomputed here from the same draws
+    gold = {}
+    for name, policy in (("pol", SelectedOfK(domain, 4)), ("ref", domain.reference)):
+        samples = policy.sample(probe.contexts, 1, generator=torch.Generator().manual_seed(probe.seed))
+        gold[name] = domain.oracle.gold(probe.contexts, samples).double()
+    diff = gold["pol"] - gold["ref"]
+    assert best.gold_gain == pytest.approx(float(diff.mean()))
+    assert best.gold_gain_se == pytest.approx(float(diff.std()) / len(diff) ** 0.5) and best.gold_gain_se > 0
+
+
+def test_mean_and_se() -> None:
+    mean, se = checkpoints.mean_and_se(torch.tensor([1.0, 2.0, 3.0, 4.0]))
+    assert mean == 2.5 and se == pytest.approx(1.2909944 / 2)
+    assert math.isnan(checkpoints.mean_and_se(torch.tensor([1.0]))[1])
+    curves: dict = {}
+    checkpoints.add_point(curves, 5, checkpoints.ProbePoint(0.1, 0.2, float("nan")))
+    assert curves == {"checkpoint/gold_gain": [(5, 0.1)], "checkpoint/kl": [(5, 0.2)]}, "no NaN is stored"
 
 
 def test_probe_offset_compares_the_last_probe_with_the_final_evaluation(tmp_path) -> None:
