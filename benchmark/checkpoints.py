@@ -17,7 +17,7 @@ as a curve that rises, peaks and falls. The runner draws that curve for **every 
   ``checkpoint/kl`` (k1 estimate of KL(π‖π_ref) where the likelihood is exact, else the surrogate's
   ``elbo_gap``) and ``checkpoint/gold_gain_se`` (the gain's standard error over the probe contexts,
   s_d / √n of the paired differences d_c), each a list of (step, value); plotted by ``bench show``
-  (with ±1.96 SE bars) and, per domain, on the leaderboard page.
+  (with ±2 SE bars) and, per domain, on the leaderboard page.
 
 A probe is 16 samples: its standard error is often as large as the gains it measures (multi-agent
 quick: ≈ 8 against final gains of −4 … +8), and the fixed contexts and draws shift a whole curve
