@@ -1,0 +1,59 @@
+"""The checkpoint probes of the image `standard` cells at fine-tuning lr 1e-4 and 1e-5 (as run, 2026-12-05).
+
+    python benchmarks/results/image_finetune_lr/probes.py STORE [STORE ...]
+
+Reads every done image `standard` cell of the stores; writes ``probes.csv`` (algo, lr, seed, step, gold gain,
+ELBO gap) and ``probes.png`` (gold gain vs step, one panel per learning rate) next to this file.
+"""
+
+import csv
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from benchmark.store import Store
+
+HERE = Path(__file__).parent
+
+
+def rows(paths: list[str]) -> list[dict]:
+    out = []
+    for path in paths:
+        for r in Store(path, readonly=True).records(status="done", domain="image"):
+            if r.preset != "standard" or r.algo == "reference":
+                continue
+            lr = r.config["domain_config"]["lr"] * r.config["algo_config"].get("lr_scale", 1.0)
+            kl = dict(r.curves.get("checkpoint/kl", []))
+            for step, gain in [(0, 0.0), *r.curves.get("checkpoint/gold_gain", [])]:
+                out.append(dict(algo=r.algo, lr=f"{lr:.0e}", seed=r.seed, step=step, gold_gain=gain,
+                                elbo_gap=kl.get(step, 0.0)))
+    return out
+
+
+def main() -> None:
+    data = rows(sys.argv[1:])
+    with open(HERE / "probes.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(data[0]))
+        w.writeheader()
+        w.writerows(data)
+    lrs = sorted({d["lr"] for d in data}, reverse=True)
+    fig, axes = plt.subplots(1, len(lrs), figsize=(5.5 * len(lrs), 4), sharey=True, squeeze=False)
+    for ax, lr in zip(axes[0], lrs):
+        for algo, seed in sorted({(d["algo"], d["seed"]) for d in data if d["lr"] == lr}):
+            pts = [(d["step"], d["gold_gain"]) for d in data if (d["lr"], d["algo"], d["seed"]) == (lr, algo, seed)]
+            ax.plot(*zip(*pts), marker="o", label=f"{algo} (seed {seed})")
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set(title=f"fine-tuning lr {lr}", xlabel="training step", ylabel="gold gain over the reference (probe)")
+        ax.legend(fontsize=8)
+    fig.suptitle("image, standard, 1e-3 reference: checkpoint probes (16 held-out contexts × 1 sample)")
+    fig.tight_layout()
+    fig.savefig(HERE / "probes.png", dpi=110)
+    print(f"{len(data)} probe points -> {HERE / 'probes.csv'}, {HERE / 'probes.png'}")
+
+
+if __name__ == "__main__":
+    main()
