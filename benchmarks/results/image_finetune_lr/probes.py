@@ -3,7 +3,8 @@
     python benchmarks/results/image_finetune_lr/probes.py STORE [STORE ...]
 
 Reads every done image `standard` cell of the stores; writes ``probes.csv`` (algo, lr, seed, step, gold gain,
-ELBO gap) and ``probes.png`` (gold gain vs step, one panel per learning rate) next to this file.
+ELBO gap) and ``probes.png`` (gold gain vs step, mean over the seeds, one panel per learning rate) next to
+this file.
 """
 
 import csv
@@ -41,15 +42,21 @@ def main() -> None:
         w.writeheader()
         w.writerows(data)
     lrs = sorted({d["lr"] for d in data}, reverse=True)
+    colour = {a: f"C{i}" for i, a in enumerate(sorted({d["algo"] for d in data}))}
     fig, axes = plt.subplots(1, len(lrs), figsize=(5.5 * len(lrs), 4), sharey=True, squeeze=False)
     for ax, lr in zip(axes[0], lrs):
-        for algo, seed in sorted({(d["algo"], d["seed"]) for d in data if d["lr"] == lr}):
-            pts = [(d["step"], d["gold_gain"]) for d in data if (d["lr"], d["algo"], d["seed"]) == (lr, algo, seed)]
-            ax.plot(*zip(*pts), marker="o", label=f"{algo} (seed {seed})")
+        for algo in sorted({d["algo"] for d in data if d["lr"] == lr}):
+            mine = [d for d in data if (d["lr"], d["algo"]) == (lr, algo)]
+            steps = sorted({d["step"] for d in mine})
+            mean = [sum(d["gold_gain"] for d in mine if d["step"] == s) / sum(d["step"] == s for d in mine)
+                    for s in steps]
+            seeds = len({d["seed"] for d in mine})
+            ax.plot(steps, mean, marker="o", color=colour[algo], label=f"{algo} ({seeds} seed{'s' * (seeds > 1)})")
         ax.axhline(0, color="grey", lw=0.8)
         ax.set(title=f"fine-tuning lr {lr}", xlabel="training step", ylabel="gold gain over the reference (probe)")
         ax.legend(fontsize=8)
-    fig.suptitle("image, standard, 1e-3 reference: checkpoint probes (16 held-out contexts × 1 sample)")
+    fig.suptitle("image, standard, 1e-3 reference: checkpoint probes (16 held-out contexts × 1 sample), "
+                 "mean over seeds")
     fig.tight_layout()
     fig.savefig(HERE / "probes.png", dpi=110)
     print(f"{len(data)} probe points -> {HERE / 'probes.csv'}, {HERE / 'probes.png'}")
