@@ -4,6 +4,8 @@
     python benchmarks/grid_cost.py --store A.sqlite --preset standard --conditions default
     python benchmarks/grid_cost.py --costs results/grid_cost_quick.json --store B.sqlite --preset standard \
         --measured-store STANDARD.sqlite [--measured-store ...] [--preparation motion=3984]
+    python benchmarks/grid_cost.py --costs results/grid_cost_quick.json --preset standard \
+        --measured-costs results/grid_cost_standard.json --measured-store NEW_IMAGE_STANDARD.sqlite
 
 Nothing is run: every figure comes from cells already stored. The grid is every registered
 algorithm × domain × condition (``--conditions``, default all registered) × ``--seeds`` seed, as
@@ -53,7 +55,9 @@ algorithm × domain × condition (``--conditions``, default all registered) × `
   presets of measured ÷ extrapolated (parts under MIN_TRAIN_S left out), or, for a domain with none,
   the median over all such pairs. Preparations likewise (a grid prepares each domain in its own task, so
   its cells do not record it: pass it with ``--preparation DOMAIN=SECONDS``, e.g. from the grid's
-  log or its cache file's times).
+  log or its cache file's times). ``--measured-costs`` takes an earlier report at the preset instead
+  of its stores: its pairs and preparations measured there count as if read again (a pair's median
+  as its cells' value), except where ``--measured-store`` or ``--preparation`` measures them anew.
 
 Writes ``<out>/grid_cost_<preset>.{json,md}`` and prints the Markdown.
 """
@@ -194,6 +198,30 @@ def from_report(path: Path) -> tuple[Measured, dict[tuple[str, str], Cost], dict
     costs = {(p["algo"], p["domain"]): Cost(p["train_s"], p["rest_s"], p["measured_cells"], p["source"],
                                             p["torch_threads"]) for p in rep["pairs"]}
     return m, costs, {d["domain"]: (d["preparation_s"], d["preparation_source"]) for d in rep["domains"]}
+
+
+def add_report_at_preset(path: Path, target: Measured, preset: str) -> None:
+    """``--measured-costs``: an earlier report's measurements at ``preset`` added to ``target`` where
+    ``target`` (the stores and ``--preparation`` read before) has none for that pair or domain; each
+    measured pair enters as its cells, every one at the pair's medians; a domain's cache load, its
+    report's (the largest seen)."""
+    rep = json.loads(path.read_text())
+    if rep.get("preset") != preset or preset == MEASURED_PRESET:
+        raise SystemExit(f"--measured-costs {path}: pass a report of --preset {preset} (grid_cost_{preset}.json), "
+                         f"with --preset standard")
+    pairs = [(p, p["at_preset"]) for p in rep["pairs"] if p["at_preset"]["measured_here"]]
+    for p, at in pairs:
+        if (p["algo"], p["domain"]) not in target.cells:
+            n = int(at["source"].rsplit("(", 1)[1].split()[0])
+            target.cells[p["algo"], p["domain"]] = [(at["train_s"], at["rest_s"], 1)] * n
+    for d in rep["domains"]:
+        if d["preparation_source"].startswith(f"measured at {preset}") and not target.prep.get(d["domain"]):
+            target.prep[d["domain"]].append(d["preparation_s"])
+        if not target.load.get(d["domain"]):
+            target.load[d["domain"]].append(d["cache_load_s"])
+    target.na |= {tuple(r.split("/")) for r in rep["inputs"]["known_na_rules"]}  # type: ignore[misc]
+    target.stores += [{"path": f"{path}: {s['path']}", f"{preset}_cells_used": s[f"{preset}_cells_used"]}
+                      for s in rep["inputs"]["stores_at_preset"]]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -715,6 +743,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--measured-store", type=Path, action="append", default=[],
                     help="a store with cells measured at --preset itself (repeat): they replace the extrapolation "
                          "of their pairs and calibrate the others'")
+    ap.add_argument("--measured-costs", type=Path,
+                    help="an earlier report at --preset (grid_cost_standard.json): its measured pairs and "
+                         "preparations stand in for stores no longer at hand; --measured-store and --preparation "
+                         "replace what they measure again")
     ap.add_argument("--preparation", action="append", default=[], metavar="DOMAIN=SECONDS",
                     help="a preparation measured at --preset outside a cell (a grid prepares each domain in its own "
                          "task, so its cells do not record it), e.g. motion=3988 from a grid's log (repeat)")
@@ -745,6 +777,8 @@ def main(argv: list[str] | None = None) -> dict:
         read_store(path, target, args.preset)
     for domain, seconds in map(measured_preparation, args.preparation):
         target.prep[domain].append(seconds)
+    if args.measured_costs:
+        add_report_at_preset(args.measured_costs, target, args.preset)
     res = estimate(m, preset=args.preset, algos=_names(args.algos, ALGORITHMS.names(), "algorithm"),
                    domains=_names(args.domains, DOMAINS.names(), "domain"),
                    conditions=_names(args.conditions, list(CONDITIONS), "condition"), seeds=args.seeds,

@@ -162,6 +162,43 @@ def test_cells_measured_at_standard_replace_and_calibrate_the_extrapolation(gc, 
     assert res["domains"][1]["preparation_s"] == pytest.approx(5000.0)
 
 
+
+def test_an_earlier_standard_report_stands_in_for_its_stores(gc, inputs, tmp_path: Path) -> None:
+    """--measured-costs: the standard report's measured pairs and preparation give the same estimate
+    without its store; a new standard store replaces the report's pair it measures again and
+    recalibrates the domain; a quick report is refused with a one-line error."""
+    std = tmp_path / "standard.sqlite"
+    with Store(std) as store:
+        put(store, "dpo", "text", 0, 300.0, 100.0, prep=900.0, prepared=True, preset="standard")
+        put(store, "dpo", "text", 1, 340.0, 100.0, prep=1.0, preset="standard")
+        put(store, "dpo", "image", 0, 500.0, 900.0, preset="standard")
+    grid = ["--algos", "dpo,sft,marlhf", "--domains", "text,image", "--conditions", "default,noisy-labels", "--seeds",
+            "2", "--workers", "1", "--ray-workers", "1", "--results", str(inputs[1])]
+    first = gc.main(["--store", str(inputs[0]), "--preset", "standard", "--measured-store", str(std), *grid,
+                     "--out", str(tmp_path / "first")])
+    report = tmp_path / "first" / "grid_cost_standard.json"
+    again = gc.main(["--store", str(inputs[0]), "--preset", "standard", "--measured-costs", str(report), *grid,
+                     "--out", str(tmp_path / "again")])
+    for key in ("domains", "pairs", "calibration", "serial"):
+        assert again[key] == first[key], key
+    assert str(report) in again["inputs"]["stores_at_preset"][0]["path"]
+    newer = tmp_path / "newer.sqlite"
+    with Store(newer) as store:
+        put(store, "dpo", "image", 0, 100.0, 300.0, preset="standard")
+    merged = gc.main(["--store", str(inputs[0]), "--preset", "standard", "--measured-costs", str(report),
+                      "--measured-store", str(newer), *grid, "--out", str(tmp_path / "merged")])
+    pairs = {(p["algo"], p["domain"]): p for p in merged["pairs"]}
+    assert pairs["dpo", "image"]["cell_s"] == pytest.approx(400.0)  # the new store's, not the report's 1,400
+    assert pairs["dpo", "text"]["cell_s"] == pytest.approx(420.0)  # the report's
+    assert merged["domains"][0]["preparation_s"] == pytest.approx(900.0)
+    old_sft = {(p["algo"], p["domain"]): p for p in first["pairs"]}["sft", "image"]["cell_s"]
+    assert pairs["sft", "image"]["cell_s"] == pytest.approx(old_sft * 400.0 / 1400.0, rel=0.3)
+    assert pairs["sft", "image"]["cell_s"] < old_sft / 2  # image's factors follow the new cell
+    gc.main(["--store", str(inputs[0]), *grid, "--out", str(tmp_path / "quick")])
+    with pytest.raises(SystemExit, match="pass a report of --preset standard"):
+        gc.main(["--store", str(inputs[0]), "--preset", "standard", "--measured-costs",
+                 str(tmp_path / "quick" / "grid_cost_quick.json"), *grid, "--out", str(tmp_path / "x")])
+
 def test_the_command_writes_json_and_markdown(gc, inputs: tuple[Path, Path], tmp_path: Path) -> None:
     out = tmp_path / "out"
     gc.main(["--store", str(inputs[0]), "--algos", "dpo,sft,marlhf", "--domains", "text,image", "--conditions",
