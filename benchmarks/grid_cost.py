@@ -206,14 +206,14 @@ def add_report_at_preset(path: Path, target: Measured, preset: str) -> None:
     measured pair enters as its cells, every one at the pair's medians; a domain's cache load, its
     report's (the largest seen)."""
     rep = json.loads(path.read_text())
-    if rep.get("preset") != preset or preset == MEASURED_PRESET:
-        raise SystemExit(f"--measured-costs {path}: pass a report of --preset {preset} (grid_cost_{preset}.json), "
+    if preset == MEASURED_PRESET or rep.get("preset") != preset:
+        raise SystemExit(f"--measured-costs {path}: pass a report of --preset standard (grid_cost_standard.json), "
                          f"with --preset standard")
-    pairs = [(p, p["at_preset"]) for p in rep["pairs"] if p["at_preset"]["measured_here"]]
-    for p, at in pairs:
-        if (p["algo"], p["domain"]) not in target.cells:
-            n = int(at["source"].rsplit("(", 1)[1].split()[0])
-            target.cells[p["algo"], p["domain"]] = [(at["train_s"], at["rest_s"], 1)] * n
+    for p in rep["pairs"]:
+        at = p["at_preset"]
+        if at["measured_here"] and (p["algo"], p["domain"]) not in target.cells:
+            n_cells = int(at["source"].rsplit("(", 1)[1].split()[0])  # "measured at standard (N cells)"
+            target.cells[p["algo"], p["domain"]] = [(at["train_s"], at["rest_s"], 1)] * n_cells
     for d in rep["domains"]:
         if d["preparation_source"].startswith(f"measured at {preset}") and not target.prep.get(d["domain"]):
             target.prep[d["domain"]].append(d["preparation_s"])

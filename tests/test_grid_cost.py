@@ -162,7 +162,6 @@ def test_cells_measured_at_standard_replace_and_calibrate_the_extrapolation(gc, 
     assert res["domains"][1]["preparation_s"] == pytest.approx(5000.0)
 
 
-
 def test_an_earlier_standard_report_stands_in_for_its_stores(gc, inputs, tmp_path: Path) -> None:
     """--measured-costs: the standard report's measured pairs and preparation give the same estimate
     without its store; a new standard store replaces the report's pair it measures again and
@@ -198,6 +197,7 @@ def test_an_earlier_standard_report_stands_in_for_its_stores(gc, inputs, tmp_pat
     with pytest.raises(SystemExit, match="pass a report of --preset standard"):
         gc.main(["--store", str(inputs[0]), "--preset", "standard", "--measured-costs",
                  str(tmp_path / "quick" / "grid_cost_quick.json"), *grid, "--out", str(tmp_path / "x")])
+
 
 def test_the_command_writes_json_and_markdown(gc, inputs: tuple[Path, Path], tmp_path: Path) -> None:
     out = tmp_path / "out"
